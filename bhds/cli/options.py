@@ -1,0 +1,129 @@
+"""The contract's arguments and options, declared once and stacked onto commands.
+
+Help strings, spellings and defaults are transcribed from the legacy CLI (contract §3.2); the
+surface test holds them there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+TRADE_TYPES = ("spot", "um_futures", "cm_futures")
+CONTRACT_TYPES = ("PERPETUAL", "DELIVERY")
+TT_METAVAR = "TRADE_TYPE:{spot|um_futures|cm_futures}"
+
+TT_HELP_AWS = "Type of symbols"
+TT_HELP_TRADING = "Type of trading (spot/futures)"
+INTERVAL_HELP_AWS = "The time interval for the K-lines, e.g., '1m', '5m', '1h'."
+INTERVAL_HELP_GEN = "K-line time interval, e.g., '1m', '5m', '1h'"
+SYMBOLS_HELP = "A list of trading symbols, e.g., 'BTCUSDT ETHUSDT'."
+
+F = Callable[..., Any]
+
+
+class HelpArgument(click.Argument):
+    """A positional argument that carries a help string, listed under "Arguments:" in --help."""
+
+    def __init__(self, *args: Any, help: str | None = None, **kwargs: Any) -> None:  # noqa: A002
+        super().__init__(*args, **kwargs)
+        self.help = help
+
+
+class Command(click.Command):
+    """A command whose --help also lists its positional arguments with their help."""
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [
+            (param.make_metavar(ctx), param.help or "")
+            for param in self.get_params(ctx)
+            if isinstance(param, HelpArgument)
+        ]
+        if rows:
+            with formatter.section("Arguments"):
+                formatter.write_dl(rows)
+        super().format_options(ctx, formatter)
+
+
+class OrderedGroup(click.Group):
+    """Lists commands in the order they were added, as the legacy help did."""
+
+    command_class = Command
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)
+
+
+def argument(name: str, help: str, **kwargs: Any) -> Callable[[F], F]:  # noqa: A002
+    return click.argument(name, cls=HelpArgument, help=help, **kwargs)
+
+
+def trade_type(help: str = TT_HELP_AWS) -> Callable[[F], F]:  # noqa: A002
+    return argument("trade_type", help, type=click.Choice(TRADE_TYPES), metavar=TT_METAVAR)
+
+
+def time_interval(help: str = INTERVAL_HELP_AWS) -> Callable[[F], F]:  # noqa: A002
+    return argument("time_interval", help)
+
+
+def time_intervals(help: str = INTERVAL_HELP_AWS) -> Callable[[F], F]:  # noqa: A002
+    return argument("time_intervals", help, nargs=-1, required=True)
+
+
+def symbols(help: str = SYMBOLS_HELP) -> Callable[[F], F]:  # noqa: A002
+    return argument("symbols", help, nargs=-1, required=True)
+
+
+def symbol(help: str) -> Callable[[F], F]:  # noqa: A002
+    return argument("symbol", help)
+
+
+http_proxy = click.option("--http-proxy", default=None, help="HTTP proxy address")
+quote = click.option("--quote", default="USDT", show_default=True, help="The quote currency, e.g., 'USDT', 'USDC', 'BTC'.")
+contract_type = click.option(
+    "--contract-type",
+    type=click.Choice(CONTRACT_TYPES),
+    default="PERPETUAL",
+    show_default=True,
+    help="The type of contract, 'PERPETUAL' or 'DELIVERY'.",
+)
+stablecoins = click.option(
+    "--stablecoins/--no-stablecoins", default=False, show_default=True, help="Whether to include stablecoin symbols, such as 'USDCUSDT'."
+)
+leverage_coins = click.option(
+    "--leverage-coins/--no-leverage-coins",
+    default=False,
+    show_default=True,
+    help="Whether to include leveraged coin symbols, such as 'BTCUPUSDT'.",
+)
+force_update = click.option("--force-update/--no-force-update", default=False, show_default=True)
+overwrite = click.option("--overwrite/--no-overwrite", default=False, show_default=True, help="Whether to overwrite existing files")
+# New in bhds (not in the legacy CLI): concurrent downloads, default from BHDS_CONCURRENCY or 32.
+concurrency = click.option(
+    "--concurrency", type=click.IntRange(min=1), default=None, help="Concurrent downloads [default: BHDS_CONCURRENCY or 32]"
+)
+
+
+def stack(*decorators: Callable[[F], F]) -> Callable[[F], F]:
+    """Apply decorators so that they appear in --help in the order written."""
+
+    def apply(func: F) -> F:
+        for decorator in reversed(decorators):
+            func = decorator(func)
+        return func
+
+    return apply
+
+
+market_download = stack(quote, contract_type, http_proxy, concurrency)
+cm_download = stack(contract_type, http_proxy, concurrency)
+
+generate_kline_options = stack(
+    click.option("--split-gaps/--no-split-gaps", default=True, show_default=True, help="Whether to split data by gaps"),
+    click.option("--min-days", type=int, default=1, show_default=True, help="Minimum gap days threshold"),
+    click.option("--min-price-chg", type=float, default=0.1, show_default=True, help="Minimum price change ratio threshold"),
+    click.option("--with-vwap/--no-with-vwap", default=True, show_default=True, help="Whether to calculate VWAP"),
+    click.option("--with-funding-rates/--no-with-funding-rates", default=True, show_default=True, help="Whether to include funding rates"),
+)

@@ -1,0 +1,65 @@
+"""Run CPU-bound work on all cores with per-item error isolation.
+
+One failing item is returned as its exception, never aborting the others (the legacy tool lost
+every running task when one failed). With one job everything runs in-process.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from typing import TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def _init_worker() -> None:
+    # One process per core already: extra library threads would only fight over the cores.
+    for name in _THREAD_VARIABLES:
+        os.environ[name] = "1"
+    try:
+        import pyarrow
+
+        pyarrow.set_cpu_count(1)
+        pyarrow.set_io_thread_count(1)
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def imap_isolated(func: Callable[[T], R], items: Iterable[T], n_jobs: int, *, max_pending: int | None = None) -> Iterator[tuple[T, R | BaseException]]:
+    """Yield `(item, result_or_exception)` as items finish, on up to `n_jobs` processes.
+
+    At most `max_pending` items are in flight (default 2 × n_jobs), which bounds memory.
+    """
+    items = list(items)
+    if n_jobs <= 1 or len(items) <= 1:
+        for item in items:
+            try:
+                yield item, func(item)
+            except Exception as exc:  # noqa: BLE001 - isolation is the point
+                yield item, exc
+        return
+    # forkserver: workers start from a clean process, not a fork of one with live threads.
+    context = multiprocessing.get_context("forkserver")
+    limit = max_pending or 2 * n_jobs
+    with ProcessPoolExecutor(max_workers=min(n_jobs, len(items)), mp_context=context, initializer=_init_worker) as pool:
+        pending: dict[Future, T] = {}
+        queue = iter(items)
+        for item in queue:
+            pending[pool.submit(func, item)] = item
+            if len(pending) >= limit:
+                break
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                item = pending.pop(future)
+                exc = future.exception()
+                yield item, (exc if exc is not None else future.result())
+                nxt = next(queue, None)
+                if nxt is not None:
+                    pending[pool.submit(func, nxt)] = nxt

@@ -1,0 +1,194 @@
+"""Every local path and S3 key of the data layout (contract §4). No other module joins path segments.
+
+The archive mirror under `aws_data/` is the S3 key verbatim; everything else uses the trade-type
+value (`spot`, `um_futures`, `cm_futures`). bhds' own bookkeeping lives in `binance_data/.bhds/`,
+outside the contract's folders, so a tree made by the legacy tool and ours stay interchangeable.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+from bhds.types import TradeType
+
+PARQUET_SUFFIX = ".pqt"
+CHECKSUM_SUFFIX = ".CHECKSUM"
+VERIFIED_SUFFIX = ".verified"
+PART_SUFFIX = ".part"
+TEMP_MARKER = ".bhds-tmp"
+
+_MARKET_SEGMENT = {
+    TradeType.spot: "spot",
+    TradeType.um_futures: "futures/um",
+    TradeType.cm_futures: "futures/cm",
+}
+
+
+def market_segment(trade_type: TradeType) -> str:
+    """Binance's path segment: `spot`, `futures/um`, `futures/cm`."""
+    return _MARKET_SEGMENT[TradeType(trade_type)]
+
+
+# ---- S3 keys (always '/'-joined, directory prefixes end with '/') ----
+
+def kline_symbols_prefix(trade_type: TradeType) -> str:
+    return f"data/{market_segment(trade_type)}/daily/klines/"
+
+
+def kline_files_prefix(trade_type: TradeType, symbol: str, interval: str) -> str:
+    return f"{kline_symbols_prefix(trade_type)}{symbol}/{interval}/"
+
+
+def funding_symbols_prefix(trade_type: TradeType) -> str:
+    return f"data/{market_segment(trade_type)}/monthly/fundingRate/"
+
+
+def funding_files_prefix(trade_type: TradeType, symbol: str) -> str:
+    return f"{funding_symbols_prefix(trade_type)}{symbol}/"
+
+
+def liquidation_symbols_prefix(trade_type: TradeType) -> str:
+    return f"data/{market_segment(trade_type)}/daily/liquidationSnapshot/"
+
+
+def liquidation_files_prefix(trade_type: TradeType, symbol: str) -> str:
+    return f"{liquidation_symbols_prefix(trade_type)}{symbol}/"
+
+
+def key_url(base_url: str, key: str) -> str:
+    """Download URL of an S3 key under the bucket URL."""
+    return f"{base_url.rstrip('/')}/{key}"
+
+
+def kline_zip_name(symbol: str, interval: str, day: date) -> str:
+    return f"{symbol}-{interval}-{day.isoformat()}.zip"
+
+
+def funding_zip_name(symbol: str, year: int, month: int) -> str:
+    return f"{symbol}-fundingRate-{year:04d}-{month:02d}.zip"
+
+
+# ---- companions of a local archive file ----
+
+def checksum_path(zip_path: Path) -> Path:
+    return zip_path.with_name(zip_path.name + CHECKSUM_SUFFIX)
+
+
+def verified_marker(zip_path: Path) -> Path:
+    """The legacy tool's empty `<zip>.verified` marker; we write and honour it."""
+    return zip_path.with_name(zip_path.name + VERIFIED_SUFFIX)
+
+
+def part_path(path: Path) -> Path:
+    """Where a download streams before it is checked and renamed."""
+    return path.with_name(path.name + PART_SUFFIX)
+
+
+def temp_path(path: Path, token: str) -> Path:
+    """A temporary sibling of `path`; the marker lets a later run sweep leftovers of a killed one."""
+    return path.with_name(f".{path.name}.{token}{TEMP_MARKER}")
+
+
+class Layout:
+    """The data directory `<CRYPTO_BASE_DIR>/binance_data` and everything in it."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.root = Path(data_dir)
+
+    # -- archive mirror --
+    @property
+    def aws_root(self) -> Path:
+        return self.root / "aws_data"
+
+    def local_for_key(self, key: str) -> Path:
+        """The local mirror path of an S3 key (or key prefix)."""
+        return self.aws_root.joinpath(*[part for part in key.split("/") if part])
+
+    def aws_kline_dir(self, trade_type: TradeType, symbol: str, interval: str) -> Path:
+        return self.local_for_key(kline_files_prefix(trade_type, symbol, interval))
+
+    def aws_kline_symbols_dir(self, trade_type: TradeType) -> Path:
+        return self.local_for_key(kline_symbols_prefix(trade_type))
+
+    def aws_funding_dir(self, trade_type: TradeType, symbol: str) -> Path:
+        return self.local_for_key(funding_files_prefix(trade_type, symbol))
+
+    def aws_funding_symbols_dir(self, trade_type: TradeType) -> Path:
+        return self.local_for_key(funding_symbols_prefix(trade_type))
+
+    def aws_liquidation_dir(self, trade_type: TradeType, symbol: str) -> Path:
+        return self.local_for_key(liquidation_files_prefix(trade_type, symbol))
+
+    # -- parsed --
+    def parsed_kline_dir(self, trade_type: TradeType, symbol: str, interval: str) -> Path:
+        return self.root / "parsed_data" / TradeType(trade_type).value / "klines" / symbol / interval
+
+    def parsed_kline_partition(self, trade_type: TradeType, symbol: str, interval: str, year: int, month: int) -> Path:
+        return self.parsed_kline_dir(trade_type, symbol, interval) / f"{year:04d}{month:02d}{PARQUET_SUFFIX}"
+
+    def parsed_funding_dir(self, trade_type: TradeType) -> Path:
+        return self.root / "parsed_data" / TradeType(trade_type).value / "funding"
+
+    def parsed_funding_file(self, trade_type: TradeType, symbol: str) -> Path:
+        return self.parsed_funding_dir(trade_type) / f"{symbol}{PARQUET_SUFFIX}"
+
+    # -- REST API --
+    def api_kline_dir(self, trade_type: TradeType, symbol: str, interval: str) -> Path:
+        return self.root / "api_data" / TradeType(trade_type).value / "klines" / symbol / interval
+
+    def api_kline_day_file(self, trade_type: TradeType, symbol: str, interval: str, day: date) -> Path:
+        return self.api_kline_dir(trade_type, symbol, interval) / f"{day:%Y%m%d}{PARQUET_SUFFIX}"
+
+    def api_funding_dir(self, trade_type: TradeType) -> Path:
+        return self.root / "api_data" / TradeType(trade_type).value / "funding_rate"
+
+    def api_funding_file(self, trade_type: TradeType, symbol: str) -> Path:
+        return self.api_funding_dir(trade_type) / f"{symbol}{PARQUET_SUFFIX}"
+
+    # -- results --
+    def results_kline_dir(self, trade_type: TradeType, interval: str) -> Path:
+        return self.root / "results_data" / TradeType(trade_type).value / "klines" / interval
+
+    def results_kline_file(self, trade_type: TradeType, interval: str, name: str) -> Path:
+        return self.results_kline_dir(trade_type, interval) / f"{name}{PARQUET_SUFFIX}"
+
+    def resampled_interval_dir(self, trade_type: TradeType, resample_interval: str) -> Path:
+        return self.root / "results_data" / TradeType(trade_type).value / "resampled_klines" / resample_interval
+
+    def resampled_dir(self, trade_type: TradeType, resample_interval: str, offset: str) -> Path:
+        return self.resampled_interval_dir(trade_type, resample_interval) / offset
+
+    def resampled_file(self, trade_type: TradeType, resample_interval: str, offset: str, name: str) -> Path:
+        return self.resampled_dir(trade_type, resample_interval, offset) / f"{name}{PARQUET_SUFFIX}"
+
+    # -- bhds bookkeeping (not part of the legacy layout) --
+    @property
+    def state_dir(self) -> Path:
+        return self.root / ".bhds"
+
+    @property
+    def state_db(self) -> Path:
+        """SQLite file recording what was verified, parsed and asked of the API."""
+        return self.state_dir / "state.sqlite"
+
+    def lock_file(self, stage: str) -> Path:
+        return self.state_dir / "locks" / f"{stage}.lock"
+
+    def cache_file(self, name: str) -> Path:
+        """Small cached metadata (e.g. COIN-M contract sizes) so later stages run offline."""
+        return self.state_dir / "cache" / name
+
+
+def list_subdirs(directory: Path) -> list[str]:
+    """Sorted names of the sub-directories of `directory` (empty when it does not exist)."""
+    if not directory.is_dir():
+        return []
+    return sorted(entry.name for entry in directory.iterdir() if entry.is_dir() and not entry.name.startswith("."))
+
+
+def list_files(directory: Path, suffix: str) -> list[Path]:
+    """Sorted files in `directory` whose name ends with `suffix` (none when it does not exist)."""
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.iterdir() if p.name.endswith(suffix) and p.is_file() and not p.name.startswith("."))

@@ -1,0 +1,147 @@
+"""Run-time configuration, resolved when a command runs (never at import, so --help always works).
+
+Precedence: command-line flag > environment variable > default. This is the only module that
+reads os.environ.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from bhds.errors import ConfigError
+
+DEFAULT_AWS_URL = "https://s3-ap-northeast-1.amazonaws.com/data.binance.vision"
+DEFAULT_SPOT_API_URL = "https://api.binance.com"
+DEFAULT_UM_API_URL = "https://fapi.binance.com"
+DEFAULT_CM_API_URL = "https://dapi.binance.com"
+DEFAULT_CONCURRENCY = 32
+
+PROXY_VARIABLES = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a workflow needs to know about its environment."""
+
+    base_dir: Path
+    n_jobs: int
+    http_proxy: str | None
+    aws_url: str
+    spot_api_url: str
+    um_api_url: str
+    cm_api_url: str
+    concurrency: int = DEFAULT_CONCURRENCY
+    lock_timeout: float = 0.0
+    debug: bool = False
+    # A fixed "now" (BHDS_NOW) makes runs reproducible; None means the real clock.
+    fixed_now: datetime | None = field(default=None)
+
+    @property
+    def data_dir(self) -> Path:
+        """`<CRYPTO_BASE_DIR>/binance_data`, the root of every artefact."""
+        return self.base_dir / "binance_data"
+
+    def now(self) -> datetime:
+        """The current UTC time (or the pinned BHDS_NOW)."""
+        return self.fixed_now or datetime.now(timezone.utc)
+
+    def with_overrides(self, **changes: object) -> Settings:
+        """A copy with command-line values applied; None leaves a setting as it is."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number: set it to a number of at least 1, or unset it") from None
+    if value < 1:
+        raise ConfigError(f"{name}={raw!r} must be at least 1: set it to a positive number, or unset it")
+    return value
+
+
+def _non_negative_float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number of seconds: set it to e.g. 30, or unset it") from None
+    if value < 0:
+        raise ConfigError(f"{name}={raw!r} must not be negative: set it to e.g. 30, or unset it")
+    return value
+
+
+def check_url(value: str, what: str, *, schemes: tuple[str, ...] = ("http", "https")) -> str:
+    """Return `value` without a trailing slash, or raise ConfigError naming `what`."""
+    parts = urlsplit(value.strip())
+    if parts.scheme not in schemes or not parts.hostname:
+        wanted = " or ".join(f"{s}://" for s in schemes)
+        raise ConfigError(f"{what}={value!r} is not a URL: give a full address starting with {wanted}, e.g. http://127.0.0.1:8080")
+    try:
+        parts.port  # noqa: B018  (raises on a port that is not a number)
+    except ValueError:
+        raise ConfigError(f"{what}={value!r} has a bad port number: fix the port, e.g. http://127.0.0.1:8080") from None
+    return value.strip().rstrip("/")
+
+
+def check_proxy(value: str | None, what: str = "--http-proxy") -> str | None:
+    """aiohttp speaks to HTTP proxies only; anything else is refused up front."""
+    if value is None or not value.strip():
+        return None
+    return check_url(value, what)
+
+
+def _url(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = env.get(name, "").strip()
+    return check_url(raw, name) if raw else default
+
+
+def _fixed_now(env: Mapping[str, str]) -> datetime | None:
+    raw = env.get("BHDS_NOW", "").strip()
+    if not raw:
+        return None
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"BHDS_NOW={raw!r} is not an ISO-8601 time: use e.g. 2025-01-10T12:00:00Z, or unset it") from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+def _base_dir(env: Mapping[str, str]) -> Path:
+    raw = env.get("CRYPTO_BASE_DIR", "").strip()
+    path = Path(os.path.expanduser(raw or "~/crypto_data"))
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"CRYPTO_BASE_DIR={str(path)!r} is a file, not a directory: point CRYPTO_BASE_DIR at a directory")
+    return path.absolute()
+
+
+def load_settings(env: Mapping[str, str] | None = None, *, debug: bool = False) -> Settings:
+    """Build Settings from the environment, checking every value."""
+    env = os.environ if env is None else env
+    proxy_raw = next((env[name] for name in PROXY_VARIABLES if env.get(name, "").strip()), None)
+    proxy_name = next((name for name in PROXY_VARIABLES if env.get(name, "").strip()), "HTTP_PROXY")
+    return Settings(
+        base_dir=_base_dir(env),
+        n_jobs=_positive_int(env, "CRYPTO_NJOBS", max(1, os.cpu_count() or 1)),
+        http_proxy=check_proxy(proxy_raw, proxy_name),
+        aws_url=_url(env, "BHDS_AWS_URL", DEFAULT_AWS_URL),
+        spot_api_url=_url(env, "BHDS_SPOT_API_URL", DEFAULT_SPOT_API_URL),
+        um_api_url=_url(env, "BHDS_UM_API_URL", DEFAULT_UM_API_URL),
+        cm_api_url=_url(env, "BHDS_CM_API_URL", DEFAULT_CM_API_URL),
+        concurrency=_positive_int(env, "BHDS_CONCURRENCY", DEFAULT_CONCURRENCY),
+        lock_timeout=_non_negative_float(env, "BHDS_LOCK_TIMEOUT", 0.0),
+        debug=debug or env.get("BHDS_DEBUG", "").strip() not in ("", "0", "false", "no"),
+        fixed_now=_fixed_now(env),
+    )

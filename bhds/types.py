@@ -1,0 +1,142 @@
+"""Enums, the interval type, and the summary every workflow returns."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+
+from bhds.errors import InputError
+
+
+class TradeType(str, Enum):
+    """The contract's trade types; values are what users type."""
+
+    spot = "spot"
+    um_futures = "um_futures"
+    cm_futures = "cm_futures"
+
+    @property
+    def is_futures(self) -> bool:
+        return self is not TradeType.spot
+
+
+class ContractType(str, Enum):
+    PERPETUAL = "PERPETUAL"
+    DELIVERY = "DELIVERY"
+
+
+MS_PER = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 7 * 86_400_000}
+# Aliases the legacy parser accepted for minutes and hours.
+_UNIT_ALIASES = {"T": "m", "H": "h"}
+ARCHIVE_INTERVALS = ("1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w", "1mo")
+DAY_MS = 86_400_000
+_INTERVAL_RE = re.compile(r"^(\d+)(mo|s|m|T|h|H|d|w)$")
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A kline interval such as `1m` or `1mo`. `text` is kept as typed: it is a path component."""
+
+    text: str
+    count: int
+    unit: str  # one of s m h d w mo
+
+    @property
+    def is_calendar(self) -> bool:
+        """Months have no fixed length."""
+        return self.unit == "mo"
+
+    @property
+    def ms(self) -> int:
+        """Fixed length in milliseconds; months have none."""
+        if self.is_calendar:
+            raise InputError(f"interval {self.text} has no fixed length in milliseconds")
+        return self.count * MS_PER[self.unit]
+
+    @property
+    def bars_per_day(self) -> int | None:
+        """Whole bars in one UTC day, or None when the interval is a day or longer."""
+        if self.is_calendar or self.ms > DAY_MS:
+            return None
+        return DAY_MS // self.ms
+
+    @property
+    def rest_name(self) -> str:
+        """The REST API spells one month `1M`."""
+        return f"{self.count}M" if self.is_calendar else f"{self.count}{self.unit}"
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def parse_interval(text: str, *, what: str = "interval", archive: bool = False, allow_zero: bool = False) -> Interval:
+    """Parse `1m`, `5m`, `1h`, `1d`, `1w`, `1mo`... With archive=True only Binance's intervals pass."""
+    raw = (text or "").strip()
+    match = _INTERVAL_RE.match(raw)
+    if not match:
+        raise InputError(
+            f"{what} {text!r} is not an interval: use a number and a unit (s, m, h, d, w, mo), e.g. 1m, 5m, 1h, 1d",
+            exit_code=2,
+        )
+    count, unit = int(match.group(1)), _UNIT_ALIASES.get(match.group(2), match.group(2))
+    if count == 0 and not allow_zero:
+        raise InputError(f"{what} {text!r} is zero: use a positive length, e.g. 1m", exit_code=2)
+    interval = Interval(raw, count, unit)
+    if archive and f"{count}{unit}" not in ARCHIVE_INTERVALS:
+        raise InputError(
+            f"{what} {text!r} is not published by Binance: use one of {', '.join(ARCHIVE_INTERVALS)}",
+            exit_code=2,
+        )
+    return interval
+
+
+@dataclass
+class RunSummary:
+    """What a workflow did, for the closing line and the exit code."""
+
+    command: str
+    files: int = 0
+    rows: int = 0
+    bytes: int = 0
+    skipped: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    failures: list[str] = field(default_factory=list)
+    notes: dict[str, object] = field(default_factory=dict)
+
+    def fail(self, what: str) -> None:
+        """Record one failed item (file, symbol, day) with the reason."""
+        self.failed += 1
+        self.failures.append(what)
+
+    def merge(self, other: RunSummary) -> None:
+        self.files += other.files
+        self.rows += other.rows
+        self.bytes += other.bytes
+        self.skipped += other.skipped
+        self.failed += other.failed
+        self.failures.extend(other.failures)
+        for key, value in other.notes.items():
+            if isinstance(value, (int, float)) and isinstance(self.notes.get(key, 0), (int, float)):
+                self.notes[key] = self.notes.get(key, 0) + value
+            else:
+                self.notes[key] = value
+
+    def line(self) -> str:
+        """One line for cron logs: files, rows, bytes, failures, time."""
+        parts = [f"files={self.files}", f"rows={self.rows:,}", f"bytes={_human_bytes(self.bytes)}"]
+        if self.skipped:
+            parts.append(f"skipped={self.skipped}")
+        parts += [f"{key}={value}" for key, value in self.notes.items()]
+        parts += [f"failed={self.failed}", f"time={self.seconds:.1f}s"]
+        return f"{self.command}: " + " ".join(parts)
+
+
+def _human_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f}{unit}" if unit == "B" else f"{size:.1f}{unit}"
+        size /= 1024
+    return f"{n}B"

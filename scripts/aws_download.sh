@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Mirror funding rates and klines from data.binance.vision and verify them. Usage: aws_download.sh [interval, default 1m]
+# Like the legacy script: every step runs even if an earlier one failed (no set -e), but the
+# script exits non-zero when any step failed, so cron notices.
+cd "$(dirname "$0")/.." || exit 1
+PYTHON=${PYTHON:-python}
+status=0
+run() { "$PYTHON" bhds.py "$@" || status=1; }
+interval=${1:-1m}
+
+run aws_funding download-um-futures
+run aws_funding verify-type-all um_futures
+run aws_funding download-cm-futures
+run aws_funding verify-type-all cm_futures
+
+run aws_kline download-spot "$interval"
+run aws_kline verify-type-all spot "$interval"
+run aws_kline download-um-futures "$interval"
+run aws_kline verify-type-all um_futures "$interval"
+run aws_kline download-cm-futures "$interval"
+run aws_kline verify-type-all cm_futures "$interval"
+exit $status
