@@ -1,0 +1,188 @@
+"""The command surface, held against a table transcribed from the contract (legacy-bhds.md §3.2).
+
+Every group, command, positional (order, variadic or not), option spelling, default and help
+string. A drift anywhere fails here.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from bhds.cli import cli
+
+REPO = Path(__file__).resolve().parent.parent
+TT = ("trade_type", "TRADE_TYPE:{spot|um_futures|cm_futures}")
+PROXY = ("--http-proxy", None, "HTTP proxy address")
+CONC = ("--concurrency", None, None)  # ours: additive, no legacy counterpart
+QUOTE = ("--quote", "USDT", "The quote currency, e.g., 'USDT', 'USDC', 'BTC'.")
+CONTRACT = ("--contract-type", "PERPETUAL", "The type of contract, 'PERPETUAL' or 'DELIVERY'.")
+STABLE = ("--stablecoins/--no-stablecoins", False, "Whether to include stablecoin symbols, such as 'USDCUSDT'.")
+LEVER = ("--leverage-coins/--no-leverage-coins", False, "Whether to include leveraged coin symbols, such as 'BTCUPUSDT'.")
+FORCE = ("--force-update/--no-force-update", False, None)
+OVERWRITE = ("--overwrite/--no-overwrite", False, "Whether to overwrite existing files")
+GEN = [
+    ("--split-gaps/--no-split-gaps", True, "Whether to split data by gaps"),
+    ("--min-days", 1, "Minimum gap days threshold"),
+    ("--min-price-chg", 0.1, "Minimum price change ratio threshold"),
+    ("--with-vwap/--no-with-vwap", True, "Whether to calculate VWAP"),
+    ("--with-funding-rates/--no-with-funding-rates", True, "Whether to include funding rates"),
+]
+I_AWS = "The time interval for the K-lines, e.g., '1m', '5m', '1h'."
+I_GEN = "K-line time interval, e.g., '1m', '5m', '1h'"
+SYMS = "A list of trading symbols, e.g., 'BTCUSDT ETHUSDT'."
+TTA, TTT = "Type of symbols", "Type of trading (spot/futures)"
+
+# group -> (group help, {command: (command help, [(arg, variadic, help)], [options])})
+SURFACE = {
+    "aws_funding": ("Commands for maintaining Binance AWS funding rate data.", {
+        "download": ("Download Binance funding rates for specific symbols from AWS data center",
+                     [("trade_type", False, TTA), ("symbols", True, SYMS)], [PROXY, CONC]),
+        "download-um-futures": ("Download Binance USDⓈ-M Futures funding rates", [], [QUOTE, CONTRACT, PROXY, CONC]),
+        "download-cm-futures": ("Download Binance Coin Futures funding rates", [], [CONTRACT, PROXY, CONC]),
+        "verify": ("Verify Binance funding rates for specific symbols from AWS data center",
+                   [("trade_type", False, TTA), ("symbols", True, SYMS)], []),
+        "verify-type-all": ("Verify Binance funding rates for all symbols with the given trade type", [("trade_type", False, TTA)], []),
+        "parse": ("Parse Binance funding rates for specific symbols", [("trade_type", False, TTA), ("symbols", True, SYMS)], []),
+        "parse-type-all": ("Parse Binance funding rates for all symbols with the given trade type", [("trade_type", False, TTA)], []),
+    }),
+    "aws_kline": ("Commands for maintaining Binance AWS K-line data.", {
+        "download": ("Download Binance klines for specific symbols from AWS data center",
+                     [("trade_type", False, TTA), ("time_interval", False, I_AWS), ("symbols", True, SYMS)], [PROXY, CONC]),
+        "download-spot": ("Download Binance spot klines", [("time_intervals", True, I_AWS)], [QUOTE, STABLE, LEVER, PROXY, CONC]),
+        "download-um-futures": ("Download Binance USDⓈ-M Futures klines", [("time_intervals", True, I_AWS)], [QUOTE, CONTRACT, PROXY, CONC]),
+        "download-cm-futures": ("Download Binance COIN-M Futures klines", [("time_intervals", True, I_AWS)], [CONTRACT, PROXY, CONC]),
+        "verify": ("Verify Binance Klines checksums and delete corrupted data for specific symbols",
+                   [("trade_type", False, TTA), ("time_interval", False, I_AWS), ("symbols", True, SYMS)], []),
+        "verify-type-all": ("Verify Binance Klines for all symbols with the given trade type and time intervals",
+                            [("trade_type", False, TTA), ("time_intervals", True, I_AWS)], []),
+        "parse": ("Parse Binance Klines to Polars DataFrame and Save in Parquet Format",
+                  [("trade_type", False, TTA), ("time_interval", False, I_AWS), ("symbols", True, SYMS)], [FORCE]),
+        "parse-type-all": ("Parse Binance Klines for all symbols with the given trade type and time intervals",
+                           [("trade_type", False, TTA), ("time_intervals", True, I_AWS)], [FORCE]),
+    }),
+    "api_data": ("Commands for maintaining Binance API data.", {
+        "download-kline": ("Download Binance klines for specific symbol and dates from Kline API",
+                           [("trade_type", False, TTT), ("time_interval", False, I_AWS), ("symbol", False, "Trading pair symbol, e.g., 'BTCUSDT'"),
+                            ("dts", True, "A list trading dates, e.g., '20200101 20210203'.")], [PROXY]),
+        "download-aws-missing-kline-type": (
+            "Download Binance kline data from the Kline API for the provided trade_type that have missing dates in AWS",
+            [("trade_type", False, TTT), ("time_interval", False, I_AWS)], [OVERWRITE, PROXY]),
+        "download-aws-missing-kline": (
+            "Download Binance kline data from the Kline API for given symbols that have missing dates in AWS",
+            [("trade_type", False, TTT), ("time_interval", False, I_AWS), ("symbols", True, "List of trading symbols, e.g., 'BTCUSDT ETHUSDT'.")],
+            [OVERWRITE, PROXY]),
+        "download-recent-funding": ("Download Binance funding rate for specific symbol from Binance API",
+                                    [("trade_type", False, TTT), ("symbols", True, "Trading symbols, e.g., 'BTCUSDT' or 'ETHUSDT'.")], [PROXY]),
+        "download-recent-funding-type": ("Download Binance funding rate for all symbols of a specific trade type from Binance API",
+                                         [("trade_type", False, TTT)], [PROXY]),
+    }),
+    "aws_liquidation": ("Commands for maintaining Binance AWS liquidation snapshot data.", {
+        "download": ("Download Binance liquidation snapshot for specific symbols from AWS data center",
+                     [("trade_type", False, TTA), ("symbols", True, SYMS)], [PROXY, CONC]),
+        "download-um-futures": ("Download Binance USDⓈ-M Futures liquidation snapshot", [], [QUOTE, CONTRACT, PROXY, CONC]),
+        "download-cm-futures": ("Download Binance Coin Futures liquidation snapshot", [], [CONTRACT, PROXY, CONC]),
+    }),
+    "generate": ("Commands to generate the resulting data.", {
+        "kline": (None, [("trade_type", False, TTT), ("time_interval", False, I_GEN), ("symbol", False, "Trading pair symbol, e.g., 'BTCUSDT'")], GEN),
+        "kline-type": (None, [("trade_type", False, TTT), ("time_interval", False, I_GEN)], GEN),
+        "resample": ("Resample kline data for a single symbol. All multiples of base_offset will be generated.",
+                     [("trade_type", False, TTT), ("symbol", False, "Trading pair symbol, e.g., 'BTCUSDT'"),
+                      ("resample_interval", False, "Resample interval, e.g., '1h', '4h'"), ("base_offset", False, "Base offset, e.g., '5m', '15m', '30m'")], []),
+        "resample-type": ("Resample kline data for all symbols of given trade type and resample interval.",
+                          [("trade_type", False, TTT), ("resample_interval", False, "Resample interval, e.g., '1h', '4h'"),
+                           ("base_offset", False, "Base offset, e.g., '5m', '15m', '30m'")], []),
+    }),
+}
+
+
+def _spelling(option: click.Option) -> str:
+    return "/".join(["/".join(option.opts), *option.secondary_opts]) if option.secondary_opts else option.opts[0]
+
+
+def test_root_lists_the_groups_in_legacy_order() -> None:
+    assert list(cli.commands) == ["aws_funding", "aws_kline", "api_data", "aws_liquidation", "generate"]
+
+
+@pytest.mark.parametrize("group_name", list(SURFACE))
+def test_group_commands_and_help(group_name: str) -> None:
+    group_help, commands = SURFACE[group_name]
+    group = cli.commands[group_name]
+    assert group.help == group_help
+    assert list(group.commands) == list(commands)
+
+
+CASES = [(g, c) for g, (_, cmds) in SURFACE.items() for c in cmds]
+
+
+@pytest.mark.parametrize(("group_name", "command_name"), CASES)
+def test_command_parameters(group_name: str, command_name: str) -> None:
+    help_text, arguments, options = SURFACE[group_name][1][command_name]
+    command = cli.commands[group_name].commands[command_name]
+    if help_text is not None:
+        assert command.help == help_text
+    args = [p for p in command.params if isinstance(p, click.Argument)]
+    assert [a.name for a in args] == [name for name, _, _ in arguments]
+    for arg, (name, variadic, arg_help) in zip(args, arguments):
+        assert arg.required, name
+        assert (arg.nargs == -1) == variadic, name
+        assert arg.help == arg_help, name
+        if name == "trade_type":
+            assert arg.metavar == TT[1]
+            assert list(arg.type.choices) == ["spot", "um_futures", "cm_futures"]
+    opts = [p for p in command.params if isinstance(p, click.Option)]
+    assert [_spelling(o) for o in opts] == [spec[0] for spec in options]
+    for opt, (spelling, default, opt_help) in zip(opts, options):
+        if spelling == "--concurrency":
+            continue
+        assert opt.default == default, spelling
+        if opt_help is not None:
+            assert opt.help == opt_help, spelling
+        if spelling == "--contract-type":
+            assert list(opt.type.choices) == ["PERPETUAL", "DELIVERY"]
+
+
+@pytest.mark.parametrize(("group_name", "command_name"), CASES)
+def test_every_command_has_help(group_name: str, command_name: str) -> None:
+    result = CliRunner().invoke(cli, [group_name, command_name, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.output
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["aws_kline", "parse", "foo", "1m", "X"],
+         "Invalid value for 'TRADE_TYPE:{spot|um_futures|cm_futures}': 'foo' is not one of 'spot', 'um_futures', 'cm_futures'."),
+        (["aws_kline", "parse", "spot", "1m"], "Missing argument 'SYMBOLS...'."),
+        (["aws_kline", "download-um-futures", "1m", "--contract-type", "perpetual"],
+         "Invalid value for '--contract-type': 'perpetual' is not one of 'PERPETUAL', 'DELIVERY'."),
+        (["aws_kline", "nope"], "No such command 'nope'."),
+        (["aws_kline", "download-spot"], "Missing argument 'TIME_INTERVALS...'."),
+    ],
+)
+def test_usage_errors_exit_2_with_clicks_message(argv: list[str], message: str) -> None:
+    proc = subprocess.run([sys.executable, "bhds.py", *argv], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_three_entry_points_are_one_cli() -> None:
+    outputs = []
+    for cmd in ([sys.executable, "bhds.py", "aws_kline", "--help"], [sys.executable, "-m", "bhds", "aws_kline", "--help"]):
+        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        outputs.append(proc.stdout.split("\n", 1)[1])  # the usage line names the program
+    assert outputs[0] == outputs[1]
+
+
+def test_help_works_even_with_bad_environment() -> None:
+    env = {"PATH": "/usr/bin:/bin", "CRYPTO_NJOBS": "abc", "BHDS_AWS_URL": "not a url"}
+    proc = subprocess.run([sys.executable, "bhds.py", "aws_kline", "parse", "--help"], cwd=REPO, capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
