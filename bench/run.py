@@ -50,7 +50,7 @@ def main() -> int:
     if not (archive_root / "universe.json").exists():
         print(f"building synthetic archive {shape} in {archive_root} ...", file=sys.stderr)
         uni = fake_universe.bench_universe(n_symbols=args.symbols, n_days=args.days, start=date.fromisoformat(args.start))
-        fake_archive.build_archive(uni, archive_root)
+        fake_archive.build_archive(uni, archive_root, jobs=os.cpu_count() or 1)
     running = fake_server.start_in_thread(archive_root)
     try:
         uni = fake_universe.Universe.from_json((archive_root / "universe.json").read_text())

@@ -106,7 +106,8 @@ def _spelling(option: click.Option) -> str:
 
 
 def test_root_lists_the_groups_in_legacy_order() -> None:
-    assert list(cli.commands) == ["aws_funding", "aws_kline", "api_data", "aws_liquidation", "generate"]
+    # The legacy groups first, in their order; bhds' own additions (quality) come after.
+    assert list(cli.commands)[:5] == ["aws_funding", "aws_kline", "api_data", "aws_liquidation", "generate"]
 
 
 @pytest.mark.parametrize("group_name", list(SURFACE))
