@@ -1,0 +1,186 @@
+"""Crash campaign: kill a stage with SIGKILL at random moments, run it again, compare with a clean run.
+
+    python -m tests.crashkit --trials 200 [--stage parse ...] [--seed 1]
+
+For each stage: a base data directory holds everything the stage needs (its prerequisites run
+once). A clean run of the stage on a copy of it gives the reference. Each trial copies the base,
+starts the stage, kills its whole process group after a random delay within the clean run's
+duration, runs the stage again to completion and compares the data directory with the reference,
+file by file (Parquet by content, everything else by bytes; bhds' own `.bhds/` bookkeeping is
+left out). No temporary file may survive the completed re-run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+REPO = Path(__file__).resolve().parent.parent
+LEFTOVER_SUFFIXES = (".part", ".bhds-tmp", ".bhds-build", ".bhds-old")
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    prerequisites: tuple[tuple[str, ...], ...]
+    command: tuple[str, ...]
+
+
+STAGES = (
+    Stage("download", (), ("aws_kline", "download-spot", "1m")),
+    Stage("verify", (("aws_kline", "download-um-futures", "1m"),), ("aws_kline", "verify-type-all", "um_futures", "1m")),
+    Stage("parse", (("aws_kline", "download-spot", "1m"), ("aws_kline", "verify-type-all", "spot", "1m")),
+          ("aws_kline", "parse-type-all", "spot", "1m")),
+    Stage("api", (("aws_kline", "download-spot", "1m"), ("aws_kline", "verify-type-all", "spot", "1m"),
+                  ("aws_kline", "parse-type-all", "spot", "1m")),
+          ("api_data", "download-aws-missing-kline-type", "spot", "1m")),
+    Stage("generate", (("aws_kline", "download-spot", "1m"), ("aws_kline", "verify-type-all", "spot", "1m"),
+                       ("aws_kline", "parse-type-all", "spot", "1m"), ("api_data", "download-aws-missing-kline-type", "spot", "1m")),
+          ("generate", "kline-type", "spot", "1m", "--split-gaps", "--with-vwap", "--no-with-funding-rates")),
+    Stage("resample", (("aws_kline", "download-spot", "1m"), ("aws_kline", "verify-type-all", "spot", "1m"),
+                       ("aws_kline", "parse-type-all", "spot", "1m"),
+                       ("generate", "kline-type", "spot", "1m", "--split-gaps", "--with-vwap", "--no-with-funding-rates")),
+          ("generate", "resample-type", "spot", "1h", "15m")),
+)
+STAGE_BY_NAME = {stage.name: stage for stage in STAGES}
+
+
+def bhds(argv: tuple[str, ...], env: dict[str, str], base: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(REPO / "bhds.py"), *argv], cwd=REPO, env=dict(env, CRYPTO_BASE_DIR=str(base)),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def run_to_end(argv: tuple[str, ...], env: dict[str, str], base: Path) -> float:
+    started = time.monotonic()
+    proc = bhds(argv, env, base)
+    _, err = proc.communicate(timeout=600)
+    if proc.returncode != 0:
+        raise AssertionError(f"{' '.join(argv)} exited {proc.returncode}: {err[-2000:]}")
+    return time.monotonic() - started
+
+
+def snapshot(base: Path) -> dict[str, object]:
+    """Relative path -> content (Parquet as an Arrow table, other files as bytes)."""
+    data = base / "binance_data"
+    out: dict[str, object] = {}
+    for path in sorted(data.rglob("*")):
+        rel = path.relative_to(data).as_posix()
+        if rel.startswith(".bhds/") or rel == ".bhds" or path.is_dir():
+            continue
+        out[rel] = pq.read_table(path) if path.suffix == ".pqt" else path.read_bytes()
+    return out
+
+
+def differences(reference: dict[str, object], actual: dict[str, object]) -> list[str]:
+    problems = [f"missing {k}" for k in reference.keys() - actual.keys()]
+    problems += [f"unexpected {k}" for k in actual.keys() - reference.keys()]
+    for key in reference.keys() & actual.keys():
+        a, b = reference[key], actual[key]
+        same = a.equals(b) if hasattr(a, "equals") else a == b
+        if not same:
+            problems.append(f"content differs: {key}")
+    return sorted(problems)
+
+
+def leftovers(base: Path) -> list[str]:
+    return sorted(str(p) for p in (base / "binance_data").rglob("*") if p.name.endswith(LEFTOVER_SUFFIXES))
+
+
+class Campaign:
+    """Base states and references for the stages, built in `work`, against a running fake server."""
+
+    def __init__(self, work: Path, env: dict[str, str]) -> None:
+        self.work = work
+        self.env = env
+        self.reference: dict[str, dict[str, object]] = {}
+        self.duration: dict[str, float] = {}
+
+    def base(self, stage: Stage) -> Path:
+        base = self.work / f"base-{stage.name}"
+        if not base.exists():
+            for argv in stage.prerequisites:
+                run_to_end(argv, self.env, base)
+            (base / "binance_data").mkdir(parents=True, exist_ok=True)
+        return base
+
+    def fresh_copy(self, stage: Stage, label: str) -> Path:
+        target = self.work / f"{stage.name}-{label}"
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(self.base(stage), target)
+        return target
+
+    def clean(self, stage: Stage) -> None:
+        if stage.name in self.reference:
+            return
+        target = self.fresh_copy(stage, "clean")
+        self.duration[stage.name] = run_to_end(stage.command, self.env, target)
+        self.reference[stage.name] = snapshot(target)
+        shutil.rmtree(target)
+
+    def trial(self, stage: Stage, rng: random.Random, index: int) -> list[str]:
+        """One kill-and-rerun; returns the problems found (empty when the result is identical)."""
+        self.clean(stage)
+        target = self.fresh_copy(stage, f"trial{index}")
+        proc = bhds(stage.command, self.env, target)
+        delay = rng.uniform(0.0, self.duration[stage.name])
+        try:
+            proc.wait(timeout=delay)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        # Workers of a killed pool may outlive their parent for a moment; make sure all are gone.
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        run_to_end(stage.command, self.env, target)
+        problems = differences(self.reference[stage.name], snapshot(target))
+        problems += [f"leftover {p}" for p in leftovers(target)]
+        shutil.rmtree(target, ignore_errors=True)
+        return [f"{stage.name} trial {index} (killed after {delay:.2f}s): {p}" for p in problems]
+
+
+def main() -> int:
+    from tests.fakebinance import build_archive, default_universe, start_in_thread
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--trials", type=int, default=20, help="trials per stage")
+    parser.add_argument("--stage", action="append", choices=list(STAGE_BY_NAME))
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/bhds-crash"))
+    args = parser.parse_args()
+    shutil.rmtree(args.work, ignore_errors=True)
+    bucket = args.work / "bucket"
+    universe = default_universe()
+    build_archive(universe, bucket, intervals=("1m",), compress_level=1)
+    fake = start_in_thread(bucket)
+    env = dict(os.environ, **fake.env, CRYPTO_NJOBS="2", BHDS_NOW=universe.now_iso)
+    campaign = Campaign(args.work, env)
+    rng = random.Random(args.seed)
+    failures: list[str] = []
+    try:
+        for name in args.stage or list(STAGE_BY_NAME):
+            stage = STAGE_BY_NAME[name]
+            for i in range(args.trials):
+                found = campaign.trial(stage, rng, i)
+                failures += found
+                print(f"{name} trial {i + 1}/{args.trials}: {'FAIL ' + '; '.join(found[:3]) if found else 'ok'}", flush=True)
+    finally:
+        fake.stop()
+    total = args.trials * len(args.stage or STAGE_BY_NAME)
+    print(f"crash campaign: {total} trials, {len(failures)} problems")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
