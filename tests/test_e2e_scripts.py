@@ -201,3 +201,14 @@ def test_second_run_changes_nothing(pipeline) -> None:
     for path, frame in before.items():
         pd.testing.assert_frame_equal(after[path], frame, check_exact=True)
     assert not [p for p in data.rglob("*") if p.name.endswith((".part", ".bhds-tmp"))]
+
+
+def test_quiet_for_cron(pipeline) -> None:
+    """Without a terminal: no progress-bar noise, and exactly one summary line per command on stdout."""
+    _, procs, _ = pipeline
+    commands_per_script = {"aws_download.sh": 10, "aws_parse.sh": 5, "api_download.sh": 5, "gen_kline.sh": 3, "resample.sh": 5}
+    for script, proc in zip(SCRIPTS, procs):
+        assert "\r" not in proc.stderr and "it/s" not in proc.stderr, script
+        lines = proc.stdout.strip().splitlines()
+        assert len(lines) == commands_per_script[script], (script, lines)
+        assert all(" failed=0 " in line and line.rstrip().endswith("s") for line in lines), lines
