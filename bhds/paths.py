@@ -90,6 +90,39 @@ def temp_path(path: Path, token: str) -> Path:
     return path.with_name(f".{path.name}.{token}{TEMP_MARKER}")
 
 
+STAGING_MARKER = ".bhds-build"
+RETIRED_MARKER = ".bhds-old"
+
+
+def staging_dir(target: Path, token: str) -> Path:
+    """Where a whole output tree is built beside `target` before it is swapped in."""
+    return target.with_name(f".{target.name}.{token}{STAGING_MARKER}")
+
+
+def retired_dir(target: Path, token: str) -> Path:
+    """Where the previous `target` waits during a swap, until it is deleted."""
+    return target.with_name(f".{target.name}.{token}{RETIRED_MARKER}")
+
+
+def swap_leftovers(target: Path) -> tuple[list[Path], list[Path]]:
+    """(staging dirs, retired dirs) a killed swap of `target` may have left beside it."""
+    parent, prefix = target.parent, f".{target.name}."
+    if not parent.is_dir():
+        return [], []
+    entries = sorted(p for p in parent.iterdir() if p.name.startswith(prefix) and p.is_dir())
+    return ([p for p in entries if p.name.endswith(STAGING_MARKER)], [p for p in entries if p.name.endswith(RETIRED_MARKER)])
+
+
+def parquet_in(directory: Path, name: str) -> Path:
+    """`<directory>/<name>.pqt`, for results written into a staging tree."""
+    return Path(directory) / f"{name}{PARQUET_SUFFIX}"
+
+
+def resampled_file_in(interval_dir: Path, offset: str, name: str) -> Path:
+    """`<interval_dir>/<offset>/<name>.pqt`, the layout of `Layout.resampled_file` under any root."""
+    return Path(interval_dir) / offset / f"{name}{PARQUET_SUFFIX}"
+
+
 class Layout:
     """The data directory `<CRYPTO_BASE_DIR>/binance_data` and everything in it."""
 
@@ -127,6 +160,10 @@ class Layout:
     def parsed_kline_partition(self, trade_type: TradeType, symbol: str, interval: str, year: int, month: int) -> Path:
         return self.parsed_kline_dir(trade_type, symbol, interval) / f"{year:04d}{month:02d}{PARQUET_SUFFIX}"
 
+    def parsed_kline_symbols_dir(self, trade_type: TradeType) -> Path:
+        """`parsed_data/<tt>/klines`, one sub-directory per symbol."""
+        return self.root / "parsed_data" / TradeType(trade_type).value / "klines"
+
     def parsed_funding_dir(self, trade_type: TradeType) -> Path:
         return self.root / "parsed_data" / TradeType(trade_type).value / "funding"
 
@@ -139,6 +176,10 @@ class Layout:
 
     def api_kline_day_file(self, trade_type: TradeType, symbol: str, interval: str, day: date) -> Path:
         return self.api_kline_dir(trade_type, symbol, interval) / f"{day:%Y%m%d}{PARQUET_SUFFIX}"
+
+    def api_kline_symbols_dir(self, trade_type: TradeType) -> Path:
+        """`api_data/<tt>/klines`, one sub-directory per symbol."""
+        return self.root / "api_data" / TradeType(trade_type).value / "klines"
 
     def api_funding_dir(self, trade_type: TradeType) -> Path:
         return self.root / "api_data" / TradeType(trade_type).value / "funding_rate"
@@ -178,6 +219,10 @@ class Layout:
     def cache_file(self, name: str) -> Path:
         """Small cached metadata (e.g. COIN-M contract sizes) so later stages run offline."""
         return self.state_dir / "cache" / name
+
+    def marker_template(self, generation: int = 0) -> Path:
+        """An empty file that `.verified` markers are hard links to (a link is ~20× cheaper than a new file)."""
+        return self.state_dir / "markers" / f"empty-{generation}"
 
 
 def list_subdirs(directory: Path) -> list[str]:

@@ -10,18 +10,34 @@ import contextlib
 import errno
 import fcntl
 import os
+import shutil
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING
 
 from bhds.errors import DataError, LockBusy
-from bhds.paths import TEMP_MARKER, Layout, temp_path
+from bhds.paths import TEMP_MARKER, Layout, retired_dir, swap_leftovers, temp_path
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 PARQUET_COMPRESSION = "zstd"
+
+
+def __getattr__(name: str):
+    # pyarrow takes ~0.3 s to import: it is loaded on first use, so commands that write no
+    # Parquet (download, verify) start faster. `bhds.storage.pa` / `.pq` still resolve.
+    if name == "pa":
+        import pyarrow
+
+        return pyarrow
+    if name == "pq":
+        import pyarrow.parquet
+
+        return pyarrow.parquet
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _disk_error(path: Path, exc: OSError) -> DataError:
@@ -53,8 +69,39 @@ def atomic_path(path: Path) -> Iterator[Path]:
 
 def write_table(table: pa.Table, path: Path) -> int:
     """Write `table` as Parquet atomically; return the file size."""
+    import pyarrow.parquet as pq  # on first use, see __getattr__
+
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression=PARQUET_COMPRESSION)
+        size = tmp.stat().st_size
+    return size
+
+
+def numeric_encodings(schema: pa.Schema) -> dict[str, str]:
+    """Parquet encodings for large numeric tables: BYTE_STREAM_SPLIT for floats, DELTA_BINARY_PACKED for integers and times."""
+    import pyarrow as pa  # noqa: F811 - on first use, see __getattr__
+
+    encodings = {}
+    for field in schema:
+        if pa.types.is_floating(field.type):
+            encodings[field.name] = "BYTE_STREAM_SPLIT"
+        elif pa.types.is_integer(field.type) or pa.types.is_timestamp(field.type):
+            encodings[field.name] = "DELTA_BINARY_PACKED"
+    return encodings
+
+
+def write_table_numeric(table: pa.Table, path: Path) -> int:
+    """Like `write_table`, for large numeric tables such as klines: no dictionary pages, numeric encodings.
+
+    Prices and volumes rarely repeat, so dictionary pages do not pay; split-byte floats and
+    delta-coded times compress better under zstd. On a year of 1m klines this halves the write
+    time and makes the file smaller and faster to read. Both encodings are standard Parquet that
+    pyarrow, polars, DuckDB and Spark have read for years.
+    """
+    import pyarrow.parquet as pq  # on first use, see __getattr__
+
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression=PARQUET_COMPRESSION, use_dictionary=False, column_encoding=numeric_encodings(table.schema))
         size = tmp.stat().st_size
     return size
 
@@ -70,6 +117,9 @@ def read_table(path: Path, schema: pa.Schema | None = None, columns: list[str] |
     A file that cannot be read raises DataError naming it, so one bad partition is reported
     rather than crashing a whole run.
     """
+    import pyarrow as pa  # noqa: F811 - on first use, see __getattr__
+    import pyarrow.parquet as pq
+
     try:
         table = pq.read_table(path, columns=columns)
     except FileNotFoundError:
@@ -83,6 +133,97 @@ def read_table(path: Path, schema: pa.Schema | None = None, columns: list[str] |
         except (KeyError, pa.ArrowException) as exc:
             raise DataError(f"{path} does not have the expected columns ({exc}): delete it and run the step that writes it again") from exc
     return table
+
+
+class ParquetColumns:
+    """One Parquet file, read whole (`read`) or a column at a time (`column`), without pandas.
+
+    Use as a context manager; `names` lists the columns. Columns come back as one chunk per row
+    group (not `read_table`'s 128k-row pieces), which numpy can share without a copy, and
+    `pq.read_table` would import pandas (0.3 s, 40 MB) in every worker process. Unreadable files
+    raise DataError naming them.
+    """
+
+    def __init__(self, path: Path) -> None:
+        import pyarrow as pa  # noqa: F811 - on first use, see __getattr__
+        import pyarrow.parquet as pq
+
+        self.path = Path(path)
+        try:
+            self._file = pq.ParquetFile(self.path)
+        except FileNotFoundError:
+            raise
+        except (OSError, pa.ArrowException) as exc:
+            raise DataError(f"cannot read {path} ({exc}): delete the file and run the step that writes it again") from exc
+        self.names: list[str] = list(self._file.schema_arrow.names)
+
+    def column(self, name: str, type: pa.DataType | None = None) -> pa.Array:  # noqa: A002
+        import pyarrow as pa  # noqa: F811
+
+        try:
+            column = self._file.read(columns=[name]).column(0)
+            array = column.chunk(0) if column.num_chunks == 1 else pa.concat_arrays(column.chunks) if column.num_chunks else pa.array([], column.type)
+            return array.cast(type) if type is not None and array.type != type else array
+        except (KeyError, OSError, pa.ArrowException) as exc:
+            raise DataError(f"cannot read column {name} of {self.path} ({exc}): delete the file and run the step that writes it again") from exc
+
+    def read(self, schema: pa.Schema) -> pa.Table:
+        """The columns of `schema`, cast to its types (one chunk per row group)."""
+        import pyarrow as pa  # noqa: F811
+
+        try:
+            return self._file.read(columns=schema.names).cast(schema)
+        except (KeyError, OSError, pa.ArrowException) as exc:
+            raise DataError(f"{self.path} does not have the expected columns ({exc}): delete it and run the step that writes it again") from exc
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> ParquetColumns:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """Put a copy of `source` at `target` (a hard link when possible), atomically."""
+    with atomic_path(target) as tmp:
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copy2(source, tmp)
+
+
+def replace_dir(new: Path, target: Path) -> None:
+    """Swap the fully built directory `new` in for `target`: old aside, new in, old deleted.
+
+    Readers see the old tree or the new one, never a half-built one. A run killed between the
+    two renames leaves the old tree aside; `recover_dir` puts it back.
+    """
+    aside = retired_dir(target, uuid.uuid4().hex[:8])
+    try:
+        if target.exists():
+            os.rename(target, aside)
+        os.rename(new, target)
+    except OSError as exc:
+        if aside.exists() and not target.exists():
+            os.rename(aside, target)
+        raise _disk_error(target, exc) from exc
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def recover_dir(target: Path) -> None:
+    """Clean up after a killed `replace_dir` of `target`: restore the old tree if it is missing, drop leftovers.
+
+    Call it under the stage lock, before building a new tree.
+    """
+    staging, retired = swap_leftovers(target)
+    if retired and not target.exists():
+        os.rename(retired[-1], target)
+        retired = retired[:-1]
+    for leftover in staging + retired:
+        shutil.rmtree(leftover, ignore_errors=True)
 
 
 def sweep_temp_files(directory: Path) -> int:
