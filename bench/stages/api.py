@@ -1,0 +1,170 @@
+"""REST API stage: the legacy gap fill and recent funding, and a run long enough to show the pace.
+
+* `download-aws-missing-kline-type spot 1m`: the baseline's 29 symbol-days the archive lacks
+  (plus, new in bhds, the two days after the archive's last one);
+* `download-recent-funding-type um_futures`: 10 symbols;
+* `download-aws-missing-kline-type spot 1h` over a store holding only each symbol's first and
+  last archive day: ~3,400 requests at the real spot budget (6000 weight/min, 2 per call), so
+  the run is limited by the budget, not by the machine. Target: >= 90 % of the requests per
+  minute the budget allows, zero 429s.
+
+The parsed stores are written here from the fake's own series (what `aws_kline parse` would
+write), unless the parse stage already left a 1m store. Each command runs through a small
+wrapper that appends its summary line (requests, peak weight, 429s) to `<work>/api-runs.log`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import sys
+import time
+
+from bench.harness import REPO, BenchContext, Case
+
+LOG_NAME = "api-runs.log"
+SPOT_BUDGET = 6000  # weight per minute, as the fake (and Binance) announce it
+SPOT_KLINE_WEIGHT = 2
+BASELINE_1M = {"wall_s": 2.84, "peak_mb": 90.0}  # 29 symbol-days, 31,920 rows
+BASELINE_FUNDING = {"wall_s": 1.04, "peak_mb": 70.0}  # 10 symbols
+
+WRAPPER = r"""
+import subprocess, sys, time
+log, argv = sys.argv[1], sys.argv[2:]
+t0 = time.perf_counter()
+proc = subprocess.run([sys.executable, "bhds.py", *argv], stdout=subprocess.PIPE, text=True)
+with open(log, "a") as fh:
+    fh.write(f"{' '.join(argv)} | wall={time.perf_counter() - t0:.2f}s rc={proc.returncode} | {proc.stdout.strip()}\n")
+sys.exit(proc.returncode)
+"""
+
+
+def _universe(ctx: BenchContext):
+    from tests.fakebinance.universe import Universe
+
+    return Universe.from_json((ctx.archive_root / "universe.json").read_text())
+
+
+def _write_store(ctx: BenchContext, interval: str, which: str) -> None:
+    """Parsed spot partitions of every archive day ("all") or only the first and last ("ends")."""
+    import pyarrow as pa
+
+    from bhds.paths import PARQUET_SUFFIX, Layout, list_files
+    from bhds.storage import write_table
+    from tests.fakebinance.archive import archive_days
+    from tests.test_api_support import bars_table
+    from tests.fakebinance import series
+
+    layout = Layout(ctx.data_dir)
+    uni = _universe(ctx)
+    for spec in uni.market("spot"):
+        layout.aws_kline_dir("spot", spec.symbol, interval).mkdir(parents=True, exist_ok=True)
+        folder = layout.parsed_kline_dir("spot", spec.symbol, interval)
+        if list_files(folder, PARQUET_SUFFIX):
+            continue  # made by the parse stage or an earlier run: same rows
+        days = archive_days(uni, spec)
+        if which == "ends":
+            days = [days[0], days[-1]]
+        months: dict[tuple[int, int], list] = {}
+        for d in days:
+            months.setdefault((d.year, d.month), []).append(bars_table(series.day_bars(spec, interval, d, archive=True)))
+        for (year, month), parts in months.items():
+            write_table(pa.concat_tables(parts), layout.parsed_kline_partition("spot", spec.symbol, interval, year, month))
+
+
+def _forget_api(trade_type: str, interval: str | None):
+    """Setup: remove what an earlier run fetched, so each repetition does the whole job."""
+    def setup(ctx: BenchContext) -> None:
+        from bhds.paths import Layout
+
+        layout = Layout(ctx.data_dir)
+        if interval is None:
+            shutil.rmtree(layout.api_funding_dir(trade_type), ignore_errors=True)
+            return
+        for folder in layout.api_kline_symbols_dir(trade_type).glob(f"*/{interval}"):
+            shutil.rmtree(folder, ignore_errors=True)
+        db = layout.state_db
+        if db.exists():
+            with sqlite3.connect(db) as conn:
+                if conn.execute("SELECT 1 FROM sqlite_master WHERE name='api_kline_empty_days'").fetchone():
+                    conn.execute("DELETE FROM api_kline_empty_days WHERE trade_type=? AND interval=?", (trade_type, interval))
+    return setup
+
+
+def _fresh_window(inner):
+    """Setup: as `inner`, then wait (untimed) for the next minute, so no earlier run's weight counts."""
+    def setup(ctx: BenchContext) -> None:
+        inner(ctx)
+        time.sleep(60.0 - time.time() % 60.0 + 0.2)
+    return setup
+
+
+def _expected_requests(ctx: BenchContext, interval: str) -> tuple[int, int]:
+    """(requests, days) the spot run should make: holes + recent days up to each symbol's end, probes, exchangeInfo."""
+    from datetime import datetime, timezone
+
+    from bhds.api.missing import scan_store, tail_days
+    from bhds.paths import Layout
+    from bhds.types import parse_interval
+
+    layout = Layout(ctx.data_dir)
+    uni = _universe(ctx)
+    now = datetime.fromtimestamp(uni.now_ms / 1000, tz=timezone.utc)
+    iv = parse_interval(interval, archive=True)
+    per_day = 2 if interval == "1m" else 1
+    requests, days = 1, 0
+    for spec in uni.market("spot"):
+        cov = scan_store(layout, "spot", spec.symbol, iv)
+        tail = tail_days(cov, iv, now)
+        if len(tail) * per_day > 2:
+            requests += 1
+            tail = [d for d in tail if d <= spec.last_day]
+        days += len(cov.short_days) + len(tail)
+    return requests + days * per_day, days
+
+
+def cases(ctx: BenchContext) -> list[Case]:
+    sys.path.insert(0, str(REPO))
+    log = ctx.work / LOG_NAME
+    _write_store(ctx, "1m", "all")
+    _write_store(ctx, "1h", "ends")
+    from bhds.paths import Layout
+
+    layout = Layout(ctx.data_dir)
+    for spec in _universe(ctx).market("um"):
+        layout.aws_funding_dir("um_futures", spec.symbol).mkdir(parents=True, exist_ok=True)
+
+    def wrapped(argv: list[str]) -> list[str]:
+        return [sys.executable, "-c", WRAPPER, str(log), *argv]
+
+    req_1m, days_1m = _expected_requests(ctx, "1m")
+    req_1h, days_1h = _expected_requests(ctx, "1h")
+    allowed = SPOT_BUDGET / SPOT_KLINE_WEIGHT  # requests per minute
+    argv_1m = ["api_data", "download-aws-missing-kline-type", "spot", "1m"]
+    argv_1h = ["api_data", "download-aws-missing-kline-type", "spot", "1h"]
+    argv_funding = ["api_data", "download-recent-funding-type", "um_futures"]
+    return [
+        Case(
+            name=f"missing-kline-type spot 1m ({days_1m} days)",
+            argv=argv_1m, command=wrapped(argv_1m),
+            setup=_forget_api("spot", "1m"),
+            units={"days": days_1m, "requests": req_1m},
+            baseline=BASELINE_1M,
+            target="legacy fetched 29 days in 2.84 s; bhds also fetches the 2 unpublished days per live symbol",
+        ),
+        Case(
+            name="recent-funding-type um_futures",
+            argv=argv_funding, command=wrapped(argv_funding),
+            setup=_forget_api("um_futures", None),
+            units={"symbols": len(_universe(ctx).market("um"))},
+            baseline=BASELINE_FUNDING,
+        ),
+        Case(
+            name=f"missing-kline-type spot 1h ({req_1h} requests)",
+            argv=argv_1h, command=wrapped(argv_1h),
+            setup=_fresh_window(_forget_api("spot", "1h")),
+            units={"requests": req_1h, "days": days_1h},
+            target=f">= {0.9 * allowed / 60:.1f} requests/s (90 % of {allowed:.0f}/min), zero 429s (see {LOG_NAME})",
+        ),
+    ]
+
