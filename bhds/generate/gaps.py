@@ -1,0 +1,90 @@
+"""Contract §6.11.4-6: gap scan, split into SP<i>_ segments, and the fill onto a continuous grid."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bhds.generate.frame import SUM_COLUMNS, TIME, Columns
+from bhds.generate.grid import grid, slots
+from bhds.types import DAY_MS, Interval
+
+PRICE_COLUMNS = ("open", "high", "low", "close")
+
+
+def gap_starts(t: np.ndarray, open_: np.ndarray, close: np.ndarray, *, min_days: int, min_price_chg: float) -> np.ndarray:
+    """Indices (into the traded candles given) of the first candle after each gap, ascending.
+
+    gap1: more than `min_days` days without a candle and |open / previous close − 1| > min_price_chg;
+    gap2: more than 2 × `min_days` days and any non-zero price change (strict, as the legacy tool).
+    Taking them in row order is what keeps segments from overlapping when a symbol has several gaps.
+    """
+    if len(t) < 2:
+        return np.empty(0, dtype=np.int64)
+    elapsed = np.diff(t)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        change = np.abs(open_[1:] / close[:-1] - 1)
+    gap1 = (elapsed > min_days * DAY_MS) & (change > min_price_chg)
+    gap2 = (elapsed > 2 * min_days * DAY_MS) & (change > 0)
+    return np.flatnonzero(gap1 | gap2) + 1
+
+
+def segments(traded_rows: np.ndarray, starts: np.ndarray) -> list[slice]:
+    """Row ranges from each segment's first traded candle to its last, in time order."""
+    bounds = [0, *(int(i) for i in starts), len(traded_rows)]
+    return [slice(int(traded_rows[lo]), int(traded_rows[hi - 1]) + 1) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
+
+
+def segment_names(symbol: str, count: int) -> list[str]:
+    """`SP0_<SYMBOL>` … for earlier segments; the latest keeps the plain `<SYMBOL>`."""
+    return [f"SP{i}_{symbol}" for i in range(count - 1)] + [symbol]
+
+
+def _on_grid(t: np.ndarray, interval: Interval) -> bool:
+    """True when the rows are exactly consecutive candles, so the grid is `t` itself."""
+    return not interval.is_calendar and bool(np.all(np.diff(t) == interval.ms))
+
+
+def fill(cols: Columns, present: np.ndarray, interval: Interval, vwap_name: str | None) -> tuple[Columns, np.ndarray]:
+    """One row per candle from the first to the last: absent candles repeat the last close, volumes 0.
+
+    `present` marks the rows that count (traded candles); the others are re-made like missing
+    ones. The VWAP column (any interval, unlike the legacy tool's `avg_price_1m` only) takes `open`
+    where missing and is clipped into [low, high]. Returns the filled frame and the grid.
+
+    `cols` is consumed: when its rows already are the grid its arrays are patched in place,
+    otherwise its columns are dropped one by one as they are spread onto the grid, so a
+    symbol's history is never held twice.
+    """
+    t = cols[TIME]
+    if _on_grid(t, interval):
+        candles, out = t, dict(cols)
+        have = present
+    else:
+        candles = grid(int(t[0]), int(t[-1]), interval)
+        at = slots(t, candles, interval)
+        out = {TIME: candles}
+        for name in [n for n in cols if n != TIME]:
+            values = cols.pop(name)  # consumed one column at a time, so the old one can go
+            out[name] = np.empty(len(candles), dtype=values.dtype)
+            out[name][at] = values
+            del values
+        have = np.zeros(len(candles), dtype=bool)
+        have[at[present]] = True
+    missing = np.flatnonzero(~have)
+    if len(missing):
+        # Forward fill: a missing candle takes the close of the latest present one (the first always is).
+        latest = np.maximum.accumulate(np.where(have, np.arange(len(candles)), 0))
+        carried = out["close"][latest[missing]]
+        for name, values in out.items():
+            if name in PRICE_COLUMNS:
+                values[missing] = carried
+            elif name in SUM_COLUMNS:
+                values[missing] = 0
+            elif name != TIME:
+                values[missing] = np.nan  # the VWAP, filled from open below
+    if vwap_name is not None:
+        price = out[vwap_name]
+        gaps = np.isnan(price)
+        price[gaps] = out["open"][gaps]
+        np.clip(price, out["low"], out["high"], out=price)
+    return out, candles

@@ -1,0 +1,64 @@
+"""What the workflow hands to worker processes, and what comes back.
+
+Kept free of numpy and pyarrow: the main process only plans, runs the pool and swaps
+directories, so it starts the workers sooner and holds less memory. The work itself is in
+`tasks`, imported by whichever process runs a job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bhds.generate.offsets import ResamplePlan
+from bhds.types import TradeType
+
+RESAMPLE_SOURCE_INTERVAL = "1m"
+
+
+@dataclass(frozen=True)
+class KlineJob:
+    """One symbol's result klines (contract §6.11), written into `out_dir`."""
+
+    data_dir: Path
+    trade_type: TradeType
+    interval: str
+    symbol: str
+    out_dir: Path
+    split_gaps: bool = True
+    min_days: int = 1
+    min_price_chg: float = 0.1
+    with_vwap: bool = True
+    with_funding_rates: bool = True
+    contract_size: float | None = None  # COIN-M only
+
+
+@dataclass(frozen=True)
+class ResampleJob:
+    """One 1m results file resampled at every offset of `plan` (contract §6.12), into `out_dir/<offset>/`."""
+
+    source: Path
+    trade_type: TradeType
+    plan: ResamplePlan
+    out_dir: Path
+
+
+@dataclass
+class TaskResult:
+    name: str
+    files: list[str] = field(default_factory=list)  # names (or offsets) written
+    rows: int = 0
+    bytes: int = 0
+    skipped: bool = False
+
+
+def run_kline_job(job: KlineJob) -> TaskResult:
+    from bhds.generate.tasks import build_klines
+
+    return build_klines(job)
+
+
+def run_resample_job(job: ResampleJob) -> TaskResult:
+    from bhds.generate.tasks import resample_file
+
+    return resample_file(job)

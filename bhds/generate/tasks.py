@@ -1,0 +1,142 @@
+"""One unit of work per process: a symbol's result klines, or one results file's resamples.
+
+Each task (`jobs` says what it is given) reads its inputs, writes its own output files
+(atomically) into the directory it is given, and returns a small summary; the workflow decides
+where that directory is and swaps it in.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from bhds import storage
+from bhds.errors import DataError
+from bhds.generate import frame
+from bhds.generate.frame import FUNDING, TIME, Columns
+from bhds.generate.funding import funding_on_grid, funding_series
+from bhds.generate.gaps import fill, gap_starts, segment_names, segments
+from bhds.generate.jobs import RESAMPLE_SOURCE_INTERVAL, KlineJob, ResampleJob, TaskResult
+from bhds.generate.merge import base_volume_column, merge, traded, vwap
+from bhds.generate.resample import resample_columns
+from bhds.paths import PARQUET_SUFFIX, Layout, list_files, parquet_in, resampled_file_in
+from bhds.schema import API_FUNDING_SCHEMA, KLINE_SCHEMA, PARSED_FUNDING_SCHEMA, vwap_column
+from bhds.types import TradeType, parse_interval
+
+_FUNDING_COLUMNS = [TIME, FUNDING]
+
+
+def _use_system_allocator() -> None:
+    """Arrow's default pool keeps freed pages for reuse; with a symbol's whole history per process
+    that nearly doubles the peak memory. The system allocator hands large blocks back at once."""
+    if pa.default_memory_pool().backend_name != "system":
+        pa.set_memory_pool(pa.system_memory_pool())
+
+
+def _read_klines(paths: list[Path]) -> Columns | None:
+    """The files' rows as one writable frame, converted file by file to keep the peak low."""
+    parts = []
+    for path in paths:
+        with storage.ParquetColumns(path) as source:
+            table = source.read(KLINE_SCHEMA)
+        if table.num_rows:
+            parts.append(frame.from_table(table))
+    return frame.concat(parts) if parts else None
+
+
+def _read_funding(path: Path, schema: pa.Schema) -> tuple[np.ndarray, np.ndarray] | None:
+    """(hour time ms, rate) from a funding file, or None when it is absent or empty."""
+    if not path.exists():
+        return None
+    with storage.ParquetColumns(path) as source:
+        table = source.read(pa.schema([schema.field(name) for name in _FUNDING_COLUMNS]))
+    if not table.num_rows:
+        return None
+    cols = frame.from_table(table)
+    return cols[TIME], cols[FUNDING]
+
+
+def _funding_events(layout: Layout, job: KlineJob) -> tuple[np.ndarray, np.ndarray] | None:
+    """The symbol's funding events, or None when the file gets no funding column (contract §5.6)."""
+    if not (job.trade_type.is_futures and job.with_funding_rates):
+        return None
+    parsed = _read_funding(layout.parsed_funding_file(job.trade_type, job.symbol), PARSED_FUNDING_SCHEMA)
+    if parsed is None:  # no archive funding history: no column at all, whatever the API has
+        return None
+    return funding_series(parsed, _read_funding(layout.api_funding_file(job.trade_type, job.symbol), API_FUNDING_SCHEMA))
+
+
+def _gap_starts(cols: Columns, rows: np.ndarray, job: KlineJob) -> np.ndarray:
+    if not job.split_gaps:
+        return np.empty(0, dtype=np.int64)
+    if len(rows) == len(cols[TIME]):  # every candle traded: no need to copy them out
+        return gap_starts(cols[TIME], cols["open"], cols["close"], min_days=job.min_days, min_price_chg=job.min_price_chg)
+    return gap_starts(cols[TIME][rows], cols["open"][rows], cols["close"][rows], min_days=job.min_days, min_price_chg=job.min_price_chg)
+
+
+def build_klines(job: KlineJob) -> TaskResult:
+    """Contract §6.11 for one symbol: merge, VWAP, gap split, fill, funding, write."""
+    _use_system_allocator()
+    layout = Layout(job.data_dir)
+    interval = parse_interval(job.interval, archive=True)
+    result = TaskResult(job.symbol)
+    archive = _read_klines(list_files(layout.parsed_kline_dir(job.trade_type, job.symbol, job.interval), PARQUET_SUFFIX))
+    if archive is None:  # the legacy tool skips a symbol without archive data, whatever the API has
+        result.skipped = True
+        return result
+    cols = merge(archive, _read_klines(list_files(layout.api_kline_dir(job.trade_type, job.symbol, job.interval), PARQUET_SUFFIX)))
+    present = traded(cols)
+    rows = np.flatnonzero(present)
+    if not len(rows):
+        result.skipped = True
+        return result
+
+    vwap_name = vwap_column(job.interval) if job.with_vwap else None
+    if vwap_name:
+        cols[vwap_name] = vwap(cols, contract_size=job.contract_size if job.trade_type is TradeType.cm_futures else None)
+    events = _funding_events(layout, job)
+    schema = frame.result_schema(job.interval, with_vwap=vwap_name is not None, with_funding=events is not None)
+
+    parts = segments(rows, _gap_starts(cols, rows, job))
+    for i, (name, part) in enumerate(zip(segment_names(job.symbol, len(parts)), parts)):
+        segment = frame.take(cols, part)
+        if i == len(parts) - 1:
+            cols.clear()  # the last segment holds what is left, so the fill can free it as it goes
+        filled, candles = fill(segment, present[part], interval, vwap_name)
+        if events is not None:
+            filled[FUNDING] = funding_on_grid(candles, interval, events)
+        result.bytes += storage.write_table_numeric(frame.to_table(filled, schema), parquet_in(job.out_dir, name))
+        result.rows += len(candles)
+        result.files.append(name)
+    return result
+
+
+def resample_file(job: ResampleJob) -> TaskResult:
+    """Contract §6.12 for one 1m results file: one output per offset, named like the input.
+
+    The file is read a column at a time (see `resample_columns`), so a worker holds a few
+    columns rather than a symbol's whole history.
+    """
+    _use_system_allocator()
+    name = job.source.name[: -len(PARQUET_SUFFIX)]
+    result = TaskResult(name)
+    with storage.ParquetColumns(job.source) as source:
+        missing = [n for n in KLINE_SCHEMA.names if n not in source.names]
+        if missing:
+            raise DataError(f"{job.source} is not a kline results file (no {', '.join(missing)}): delete it or run generate kline-type again")
+        schema = frame.input_schema([n for n in source.names if n in (vwap_column(RESAMPLE_SOURCE_INTERVAL), FUNDING)])
+        vwap_name = vwap_column(RESAMPLE_SOURCE_INTERVAL) if vwap_column(RESAMPLE_SOURCE_INTERVAL) in schema.names else None
+
+        def read(column: str) -> np.ndarray:
+            field = schema.field(column)
+            return frame.to_numpy(source.column(column, field.type))
+
+        weight = base_volume_column(job.trade_type is TradeType.cm_futures)
+        frames = resample_columns(read, schema.names, job.plan, vwap_name=vwap_name, weight_name=weight)
+    for offset, out in frames.items():
+        result.bytes += storage.write_table_numeric(frame.to_table(out, schema), resampled_file_in(job.out_dir, offset, name))
+        result.rows += len(out[TIME])
+        result.files.append(offset)
+    return result
