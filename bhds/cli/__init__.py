@@ -78,6 +78,9 @@ def _register() -> None:
     cli.add_command(api_data.group, "api_data")
     cli.add_command(aws_liquidation.group, "aws_liquidation")
     cli.add_command(generate.group, "generate")
+    from bhds.cli import quality
+
+    cli.add_command(quality.group, "quality")
 
 
 _register()

@@ -1,0 +1,110 @@
+"""One symbol, end to end: list its files, read (or reuse) each month, stitch, add funding and segments.
+
+Runs in a worker process: the task carries everything it needs and the result is plain data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bhds.errors import DataError
+from bhds.paths import Layout
+from bhds.quality import cache, inventory
+from bhds.quality.funding import funding_figures
+from bhds.quality.grid import Grid
+from bhds.quality.pieces import PieceStats, read_piece
+from bhds.quality.record import build_record
+from bhds.quality.segments import Segment, read_segment
+from bhds.quality.series import DayView, day_view, stitch
+from bhds.types import TradeType, parse_interval
+
+
+@dataclass(frozen=True)
+class SymbolTask:
+    data_dir: str
+    trade_type: TradeType
+    interval: str
+    symbol: str
+    files: inventory.KlineFiles
+    results: list[tuple[str, str]]  # (name, path) of the generated segments
+    cached: cache.Entries
+    cached_archive: dict | None
+    now_ns: int
+    yesterday: int  # day number
+    parse_duplicates: int | None
+    last_modified_ms: int | None
+    api_empty_days: tuple[int, ...] = ()  # recorded by the API stage in the state DB
+
+
+@dataclass
+class SymbolResult:
+    record: dict
+    view: DayView | None
+    entries: cache.Entries
+    archive: dict | None = None
+    files_read: int = 0
+    rows_read: int = 0
+    bytes_read: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def analyse_symbol(task: SymbolTask) -> SymbolResult:
+    layout = Layout(Path(task.data_dir))
+    grid = Grid(parse_interval(task.interval))
+    files = task.files
+    errors = [f"{path}: not a parsed partition or API day file name" for path in files.bad_names]
+    entries: cache.Entries = {}
+    pieces: list[PieceStats] = []
+    files_read = rows_read = bytes_read = 0
+
+    for month, signature in cache.month_signatures(files).items():
+        partition = files.parsed.get(month)
+        api = [(day, files.api[day]) for day in files.api_days_in(month)]
+        sigs = ([partition] if partition else []) + [sig for _, sig in api]
+        stats = cache.lookup(task.cached, month, signature)
+        if stats is not None:
+            entries[month] = task.cached[month]
+        else:
+            try:
+                stats, rows = read_piece(partition.path if partition else None, [(day, sig.path) for day, sig in api], grid)
+            except DataError as exc:
+                errors.append(str(exc))
+                continue
+            files_read += len(sigs)
+            rows_read += rows
+            bytes_read += sum(sig.size for sig in sigs)
+            entries[month] = {"sig": signature, "stats": stats.to_json()}
+        pieces.append(stats)
+
+    fig = stitch(pieces, grid)
+    fig.api_empty_days.update(task.api_empty_days)
+    archive = inventory.archive_files(layout, task.trade_type, task.symbol, task.interval, cached=task.cached_archive,
+                                      now_ns=task.now_ns)
+    view = day_view(fig, grid, archive.days)
+
+    segments: list[Segment] = []
+    for name, path in task.results:
+        try:
+            segments.append(read_segment(name, Path(path)))
+        except DataError as exc:
+            errors.append(str(exc))
+
+    funding = None
+    if TradeType(task.trade_type).is_futures:
+        parsed_f = layout.parsed_funding_file(task.trade_type, task.symbol)
+        api_f = layout.api_funding_file(task.trade_type, task.symbol)
+        try:
+            funding = funding_figures(parsed_f if parsed_f.is_file() else None, api_f if api_f.is_file() else None)
+        except DataError as exc:
+            errors.append(str(exc))
+
+    record = build_record(
+        task.symbol, grid, fig, view, archive, segments, funding,
+        yesterday=task.yesterday,
+        parse_duplicates=task.parse_duplicates,
+        last_modified_ms=task.last_modified_ms,
+        errors=errors,
+    )
+    listing = archive.to_json() if archive.dir_mtime_ns is not None else None
+    return SymbolResult(record, view, entries, listing, files_read, rows_read, bytes_read, errors)

@@ -1,0 +1,87 @@
+"""Per-month findings kept between reports, so a re-run decodes only the months whose files changed.
+
+A month's entry is valid while the names, sizes and mtimes of its files are unchanged; every
+writer in bhds replaces files atomically, which gives a replaced file a new mtime. The cache is
+an optimisation only: a missing, stale or unreadable cache just means reading the Parquet files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from bhds import storage
+from bhds.errors import DataError
+from bhds.quality.inventory import KlineFiles
+from bhds.quality.pieces import PieceStats
+
+FORMAT = "bhds-quality-cache/2"
+log = logging.getLogger("bhds.quality")
+
+Entries = dict[str, dict]  # month "YYYYMM" -> {"sig": [...], "stats": {...}}
+
+
+class PieceCache:
+    def __init__(self, path: Path, scope: str, symbols: dict[str, Entries] | None = None) -> None:
+        self.path = path
+        self.scope = scope  # "<trade type>/<interval>": a cache never mixes stores
+        self.symbols: dict[str, Entries] = symbols or {}
+        self.changed = False
+
+    @classmethod
+    def load(cls, path: Path, scope: str) -> PieceCache:
+        try:
+            data = json.loads(path.read_text())
+            if data.get("format") == FORMAT and data.get("scope") == scope and isinstance(data.get("symbols"), dict):
+                return cls(path, scope, data["symbols"])
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, AttributeError) as exc:
+            log.debug("ignoring unreadable quality cache %s: %s", path, exc)
+        return cls(path, scope)
+
+    def entries(self, symbol: str) -> Entries:
+        """The symbol's months."""
+        return self.symbols.get(symbol, {}).get("months", {})
+
+    def archive(self, symbol: str) -> dict | None:
+        """The symbol's last archive listing (see inventory.archive_files)."""
+        return self.symbols.get(symbol, {}).get("archive")
+
+    def replace(self, symbol: str, entries: Entries, archive: dict | None) -> None:
+        value = {"months": entries, "archive": archive}
+        if self.symbols.get(symbol) != value:
+            self.symbols[symbol] = value
+            self.changed = True
+
+    def save(self) -> None:
+        """Write the cache atomically; a read-only store only loses the speed-up."""
+        if not self.changed:
+            return
+        body = json.dumps({"format": FORMAT, "scope": self.scope, "symbols": self.symbols}, separators=(",", ":"))
+        try:
+            storage.write_bytes(body.encode(), self.path)
+        except DataError as exc:
+            log.warning("could not save the quality cache (%s); the next report reads every file again", exc)
+
+
+def lookup(entries: Entries, month: str, sig: list) -> PieceStats | None:
+    """The cached stats of a month whose files still have the signature `sig`."""
+    entry = entries.get(month)
+    if not entry or entry.get("sig") != sig:
+        return None
+    try:
+        return PieceStats.from_json(entry["stats"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def month_signatures(files: KlineFiles) -> dict[str, list]:
+    """Month -> the names, sizes and mtimes of its partition and API day files, in a fixed order."""
+    out = {}
+    for month in files.months():
+        partition = files.parsed.get(month)
+        sigs = ([partition] if partition else []) + [files.api[day] for day in files.api_days_in(month)]
+        out[month] = [sig.key for sig in sigs]
+    return out
