@@ -806,3 +806,26 @@ def test_command_line_builds_and_serves(tmp_path):
         finally:
             proc.terminate()
             proc.wait(10)
+
+
+def test_throttle_rate_answers_429_with_retry_after(tmp_path):
+    """A share of REST requests gets 429 + Retry-After even under budget; asking again early is a violation."""
+    import asyncio
+
+    import aiohttp
+
+    from tests.fakebinance import build_archive, default_universe, start_in_thread
+
+    build_archive(default_universe(), tmp_path, intervals=("1m",), markets=("um",), funding=False, liquidation=False, compress_level=1)
+    with start_in_thread(tmp_path, throttle_rate=1.0) as fake:
+        async def go():
+            async with aiohttp.ClientSession() as session:
+                async with session.get(f"{fake.url}/fapi/v1/klines", params={"symbol": "BTCUSDT", "interval": "1m", "limit": "5"}) as resp:
+                    first = (resp.status, resp.headers.get("Retry-After"))
+                async with session.get(f"{fake.url}/fapi/v1/klines", params={"symbol": "BTCUSDT", "interval": "1m", "limit": "6"}) as resp:
+                    second = resp.status
+            return first, second
+
+        (status, retry_after), second = asyncio.run(go())
+    assert status == 429 and retry_after == "1"
+    assert second == 429 and fake.stats.violations == 1 and fake.stats.sent_429 == 2

@@ -34,8 +34,10 @@ log = logging.getLogger("bhds.api.connect")
 _SOFT_ERRORS = (ApiError, BhdsError, aiohttp.ClientError, asyncio.TimeoutError, RetryableHTTPError, ValueError)
 
 # In-flight requests per market. Pacing, not this number, sets the request rate; it only has
-# to cover the network's round trip at that rate.
-DEFAULT_WORKERS = 16
+# to cover the network's round trip at that rate. Kept low (Binance asks for "a few"), because
+# every request already in flight when a 429 arrives lands inside the Retry-After window and
+# counts toward an IP ban.
+DEFAULT_WORKERS = 4
 
 
 @dataclass(frozen=True)

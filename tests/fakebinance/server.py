@@ -70,7 +70,8 @@ class Faults:
     weight_budget: dict[str, int] | int = field(default_factory=lambda: dict(DEFAULT_WEIGHT_BUDGET))
     weight_window: float = 60.0  # seconds; windows aligned to the clock like Binance's minute
     retry_after: int | None = None  # Retry-After sent with 429 (default: seconds to window end)
-    ban_after: int = 3  # requests during an active Retry-After beyond this many → 418
+    throttle_rate: float = 0.0  # share of REST requests answered 429 (Retry-After 1 s) even under budget
+    ban_after: int = 3  # requests during one active Retry-After beyond this many → 418
     ban_seconds: int = 120
     funding_budget: int = 500  # /fapi/v1/fundingRate requests per funding_window
     funding_window: float = 300.0
@@ -449,10 +450,19 @@ class FakeBinance:
                     self._banned_until[market] = now + f.ban_seconds
                     return self._ban_response(market, float(f.ban_seconds))
                 return self._too_many(market, b.blocked_until - now)
+            if name == market and f.throttle_rate > 0:
+                key = request.path_qs
+                if _unit(f.seed, "throttle", key, self._attempts[key]) < f.throttle_rate:
+                    # A transient throttle (Binance's WAF does this under load): the whole market
+                    # is blocked for Retry-After, exactly like a budget overrun.
+                    retry = max(1, int(f.retry_after or 1))
+                    b.blocked_until, b.violations = now + retry, 0
+                    return self._too_many(market, float(retry))
             if cost and b.used + cost > budget:
                 retry = f.retry_after if f.retry_after is not None else math.ceil((b.window_id + 1) * window - now)
                 retry = max(1, int(retry))
-                b.blocked_until = now + retry
+                # Violations are counted per blocked period: a client that backs off is forgiven.
+                b.blocked_until, b.violations = now + retry, 0
                 return self._too_many(market, float(retry))
         for name, window, _budget, cost in checks:
             self._buckets[name].used += cost
