@@ -253,3 +253,13 @@ def test_stage_lock_names_the_holder(tmp_path: Path) -> None:
         holder.wait()
     with stage_lock(layout, "parse-spot"):  # released when the holder died
         pass
+
+
+def test_package_version_matches_setup_cfg() -> None:
+    import configparser
+
+    import bhds
+
+    config = configparser.ConfigParser()
+    config.read(REPO / "setup.cfg")
+    assert config["metadata"]["version"] == bhds.__version__
