@@ -58,10 +58,16 @@ class Case:
     command: list[str] | None = None  # a non-bhds command to time instead (e.g. a bare pyarrow read)
 
 
-def _tree_rss_bytes(root_pid: int) -> int:
-    """Sum of RSS over `root_pid` and its descendants (Linux /proc)."""
+def _tree_rss_bytes(root_pid: int, cpu_seen: dict[int, float] | None = None) -> int:
+    """Sum of RSS over `root_pid` and its descendants (Linux /proc).
+
+    With `cpu_seen`, also records each descendant's user+system CPU seconds: pool workers started
+    by a forkserver are not our children, so getrusage never sees their CPU.
+    """
     children: dict[int, list[int]] = {}
     rss: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    ticks = os.sysconf("SC_CLK_TCK")
     page = os.sysconf("SC_PAGE_SIZE")
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -70,15 +76,19 @@ def _tree_rss_bytes(root_pid: int) -> int:
             with open(f"/proc/{entry}/stat") as fh:
                 fields = fh.read().rsplit(")", 1)[1].split()
             ppid, rss_pages = int(fields[1]), int(fields[21])
+            cpu_ticks = int(fields[11]) + int(fields[12])
         except (OSError, IndexError, ValueError):
             continue
         pid = int(entry)
         children.setdefault(ppid, []).append(pid)
         rss[pid] = rss_pages * page
+        cpu[pid] = cpu_ticks / ticks
     total, stack = 0, [root_pid]
     while stack:
         pid = stack.pop()
         total += rss.get(pid, 0)
+        if cpu_seen is not None and pid in cpu:
+            cpu_seen[pid] = max(cpu_seen.get(pid, 0.0), cpu[pid])
         stack.extend(children.get(pid, []))
     return total
 
@@ -98,11 +108,12 @@ def measure(cmd: list[str], env: dict[str, str]) -> Measurement:
     proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     peak = 0
     stop = threading.Event()
+    cpu_seen: dict[int, float] = {}
 
     def sample() -> None:
         nonlocal peak
         while not stop.is_set():
-            peak = max(peak, _tree_rss_bytes(proc.pid))
+            peak = max(peak, _tree_rss_bytes(proc.pid, cpu_seen))
             stop.wait(0.02)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -112,7 +123,10 @@ def measure(cmd: list[str], env: dict[str, str]) -> Measurement:
     stop.set()
     sampler.join()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    waited = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    # The larger of: what the kernel reports for waited-for children, and the sampled tree
+    # (which also sees forkserver workers, up to their last 20 ms sample).
+    cpu = max(waited, sum(cpu_seen.values()))
     return Measurement(wall, cpu, peak, proc.returncode, (stderr or "")[-1500:])
 
 
