@@ -73,3 +73,15 @@ def bhds_env(monkeypatch: pytest.MonkeyPatch, fake_binance: RunningFake, data_ro
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env
+
+
+def fake_on_copy(default_archive: Path, work: Path, **faults) -> tuple[RunningFake, dict[str, str]]:
+    """For module-scoped fixtures: a fake Binance on a hard-linked copy of the default archive in
+    `work/bucket`, and a full environment (os.environ + the fake's URLs, 2 jobs, the fake's clock)
+    aimed at `work/crypto`. The caller stops the fake."""
+    bucket = work / "bucket"
+    shutil.copytree(default_archive, bucket, copy_function=os.link)
+    fake = start_in_thread(bucket, **faults)
+    env = dict(os.environ, **fake.env, CRYPTO_BASE_DIR=str(work / "crypto"), CRYPTO_NJOBS="2",
+               BHDS_NOW=fake.universe.now_iso)
+    return fake, env

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakebinance import default_universe, start_in_thread
+from tests.conftest import fake_on_copy
 
 REPO = Path(__file__).resolve().parent.parent
 SPOT_1M = "binance_data/aws_data/data/spot/daily/klines/BTCUSDT/1m"
@@ -27,11 +27,8 @@ def bhds(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
 def prepared(default_archive: Path, tmp_path_factory: pytest.TempPathFactory):
     """A data root with spot BTCUSDT downloaded, verified, parsed and generated, plus a fake server."""
     work = tmp_path_factory.mktemp("badinput")
-    bucket = work / "bucket"
-    shutil.copytree(default_archive, bucket, copy_function=os.link)
-    fake = start_in_thread(bucket)
-    base = work / "prepared"
-    env = dict(os.environ, **fake.env, CRYPTO_BASE_DIR=str(base), CRYPTO_NJOBS="2", BHDS_NOW=default_universe().now_iso)
+    fake, env = fake_on_copy(default_archive, work)
+    base = Path(env["CRYPTO_BASE_DIR"])
     for argv in (["aws_kline", "download", "spot", "1m", "BTCUSDT"], ["aws_kline", "verify", "spot", "1m", "BTCUSDT"],
                  ["aws_kline", "parse", "spot", "1m", "BTCUSDT"], ["generate", "kline", "spot", "1m", "BTCUSDT"]):
         proc = bhds(argv, env)

@@ -15,7 +15,7 @@ import pytest
 
 from bhds.paths import Layout
 from bhds.storage import stage_lock
-from tests.fakebinance import default_universe, start_in_thread
+from tests.conftest import fake_on_copy
 
 REPO = Path(__file__).resolve().parent.parent
 GEN = ["generate", "kline-type", "spot", "1m", "--split-gaps", "--with-vwap", "--no-with-funding-rates"]
@@ -29,11 +29,8 @@ def bhds(argv: list[str], env: dict[str, str]) -> subprocess.Popen:
 @pytest.fixture(scope="module")
 def parsed_root(default_archive: Path, tmp_path_factory: pytest.TempPathFactory):
     work = tmp_path_factory.mktemp("concurrency")
-    bucket = work / "bucket"
-    shutil.copytree(default_archive, bucket, copy_function=os.link)
-    fake = start_in_thread(bucket)
-    base = work / "crypto"
-    env = dict(os.environ, **fake.env, CRYPTO_BASE_DIR=str(base), CRYPTO_NJOBS="2", BHDS_NOW=default_universe().now_iso)
+    fake, env = fake_on_copy(default_archive, work)
+    base = Path(env["CRYPTO_BASE_DIR"])
     try:
         for argv in (["aws_kline", "download-spot", "1m"], ["aws_kline", "verify-type-all", "spot", "1m"],
                      ["aws_kline", "parse-type-all", "spot", "1m"]):

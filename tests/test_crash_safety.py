@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 from pathlib import Path
 
 import pytest
 
 from tests.crashkit import STAGES, Campaign
-from tests.fakebinance import default_universe, start_in_thread
+from tests.conftest import fake_on_copy
 
 TRIALS_PER_STAGE = int(os.environ.get("BHDS_CRASH_TRIALS", "2"))
 
@@ -18,10 +17,7 @@ TRIALS_PER_STAGE = int(os.environ.get("BHDS_CRASH_TRIALS", "2"))
 @pytest.fixture(scope="module")
 def campaign(default_archive: Path, tmp_path_factory: pytest.TempPathFactory):
     work = tmp_path_factory.mktemp("crash")
-    bucket = work / "bucket"
-    shutil.copytree(default_archive, bucket, copy_function=os.link)
-    fake = start_in_thread(bucket)
-    env = dict(os.environ, **fake.env, CRYPTO_NJOBS="2", BHDS_NOW=default_universe().now_iso)
+    fake, env = fake_on_copy(default_archive, work)
     yield Campaign(work, env)
     fake.stop()
 

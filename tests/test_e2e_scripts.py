@@ -7,8 +7,6 @@ gap-filled rows, the gap split, funding sums and resample offsets.
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from datetime import date
 from pathlib import Path
@@ -17,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.conftest import fake_on_copy
 from tests.fakebinance import default_universe, funding_rows, klines, start_in_thread
 from tests.fakebinance.universe import day_ms
 
@@ -39,10 +38,7 @@ def run_scripts(env: dict[str, str]) -> list[subprocess.CompletedProcess]:
 @pytest.fixture(scope="module")
 def pipeline(default_archive: Path, tmp_path_factory: pytest.TempPathFactory):
     work = tmp_path_factory.mktemp("e2e")
-    bucket = work / "bucket"
-    shutil.copytree(default_archive, bucket, copy_function=os.link)
-    fake = start_in_thread(bucket)
-    env = dict(os.environ, **fake.env, CRYPTO_BASE_DIR=str(work / "crypto"), CRYPTO_NJOBS="2", BHDS_NOW=UNIVERSE.now_iso)
+    fake, env = fake_on_copy(default_archive, work)
     try:
         procs = run_scripts(env)
     finally:
@@ -218,10 +214,7 @@ def test_quiet_for_cron(pipeline) -> None:
 def faulty_pipeline(default_archive: Path, tmp_path_factory: pytest.TempPathFactory):
     """The same five scripts while the server misbehaves: 5% 5xx, 2% cut-off bodies, latency, 8% of REST answers 429."""
     work = tmp_path_factory.mktemp("e2e-faults")
-    bucket = work / "bucket"
-    shutil.copytree(default_archive, bucket, copy_function=os.link)
-    fake = start_in_thread(bucket, seed=11, error_rate=0.05, truncate_rate=0.02, latency=0.003, throttle_rate=0.08)
-    env = dict(os.environ, **fake.env, CRYPTO_BASE_DIR=str(work / "crypto"), CRYPTO_NJOBS="2", BHDS_NOW=UNIVERSE.now_iso)
+    fake, env = fake_on_copy(default_archive, work, seed=11, error_rate=0.05, truncate_rate=0.02, latency=0.003, throttle_rate=0.08)
     try:
         procs = run_scripts(env)
     finally:

@@ -771,14 +771,14 @@ def test_archive_mutations(fake_binance):
     _, _, data = get(f"{aws}/{key2}")
     assert hashlib.sha256(data).hexdigest() != get(f"{aws}/{key2}.CHECKSUM")[2].split()[0].decode()
     with pytest.raises(Exception):
-        zipfile.ZipFile(io.BytesIO(data)).read(f"BTCUSDT-1m-2025-01-07.csv")
+        zipfile.ZipFile(io.BytesIO(data)).read("BTCUSDT-1m-2025-01-07.csv")
 
     key3 = kline_key("spot", "BTCUSDT", "1m", date(2025, 1, 8))
     corrupt_zip_with_valid_checksum(root, key3)
     _, _, data = get(f"{aws}/{key3}")
     assert hashlib.sha256(data).hexdigest() == get(f"{aws}/{key3}.CHECKSUM")[2].split()[0].decode()
     with pytest.raises(Exception):
-        zipfile.ZipFile(io.BytesIO(data)).read(f"BTCUSDT-1m-2025-01-08.csv")
+        zipfile.ZipFile(io.BytesIO(data)).read("BTCUSDT-1m-2025-01-08.csv")
 
     key4 = kline_key("spot", "BTCUSDT", "1m", date(2025, 1, 9))
     remove_checksum(root, key4)
