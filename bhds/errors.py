@@ -29,10 +29,6 @@ class InputError(BhdsError):
     """A bad argument value that Click could not catch (interval, date, symbol...)."""
 
 
-class NotImplementedYet(BhdsError):
-    """A command whose stage has not landed yet."""
-
-
 class NetworkError(BhdsError):
     """The network failed after every retry, or the server refused us for good."""
 
@@ -45,7 +41,3 @@ class LockBusy(BhdsError):
     """Another bhds process holds the lock for this data directory and stage."""
 
     exit_code = 75  # EX_TEMPFAIL: cron may simply try again later
-
-
-class IncompleteRun(BhdsError):
-    """The run finished but some items failed; the summary says which."""

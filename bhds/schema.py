@@ -21,7 +21,6 @@ KLINE_SCHEMA = pa.schema(
     ]
 )
 KLINE_COLUMNS = KLINE_SCHEMA.names
-VOLUME_COLUMNS = ("volume", "quote_volume", "trade_num", "taker_buy_base_asset_volume", "taker_buy_quote_asset_volume")
 
 # parsed_data/<tt>/funding/<SYMBOL>.pqt
 PARSED_FUNDING_SCHEMA = pa.schema(

@@ -110,19 +110,6 @@ class RunSummary:
         self.failed += 1
         self.failures.append(what)
 
-    def merge(self, other: RunSummary) -> None:
-        self.files += other.files
-        self.rows += other.rows
-        self.bytes += other.bytes
-        self.skipped += other.skipped
-        self.failed += other.failed
-        self.failures.extend(other.failures)
-        for key, value in other.notes.items():
-            if isinstance(value, (int, float)) and isinstance(self.notes.get(key, 0), (int, float)):
-                self.notes[key] = self.notes.get(key, 0) + value
-            else:
-                self.notes[key] = value
-
     def line(self) -> str:
         """One line for cron logs: files, rows, bytes, failures, time."""
         parts = [f"files={self.files}", f"rows={self.rows:,}", f"bytes={_human_bytes(self.bytes)}"]
