@@ -115,13 +115,9 @@ def _parse_klines(settings: Settings, layout: Layout, trade_type: TradeType, int
                 log.warning("%s was unreadable and was rebuilt from its zips (%s)", task.partition, result.partition_was_unreadable)
             if result.rows_outside:
                 log.debug("%s: %d rows outside the month dropped", task.label, result.rows_outside)
-            summary.files += len(result.parsed)
+            _tally(summary, result)
             summary.skipped += len(result.adopted) + result.unchanged
-            summary.rows += result.rows_parsed
-            summary.bytes += result.bytes_read
             summary.notes["partitions"] += int(result.written)
-            for name, reason in result.failures:
-                summary.fail(f"{name}: {reason} ({RETRY_HINT})")
 
         _run(settings, plans, run_month, record, summary, f"parse {trade_type.value} {interval}", "month")
     finally:
@@ -162,12 +158,8 @@ def _parse_funding(settings: Settings, layout: Layout, trade_type: TradeType, sy
                 # Recorded only when complete, so a failed zip is tried again next run.
                 done = [(z.name, z.size, z.mtime_ns) for z in result.parsed]
                 ledger.replace_funding_sources(conn, trade_type.value, task.symbol, done, _stamp(settings))
-            summary.files += len(result.parsed)
-            summary.rows += result.rows_parsed
-            summary.bytes += result.bytes_read
+            _tally(summary, result)
             summary.notes["written"] += int(result.written)
-            for name, reason in result.failures:
-                summary.fail(f"{name}: {reason} ({RETRY_HINT})")
 
         _run(settings, plans, run_funding, record, summary, f"parse {trade_type.value} funding", "symbol")
     finally:
@@ -175,6 +167,15 @@ def _parse_funding(settings: Settings, layout: Layout, trade_type: TradeType, sy
 
 
 # ---- shared ----
+
+def _tally(summary: RunSummary, result: MonthResult | FundingResult) -> None:
+    """Add what one worker result read and which of its zips failed to the run's summary."""
+    summary.files += len(result.parsed)
+    summary.rows += result.rows_parsed
+    summary.bytes += result.bytes_read
+    for name, reason in result.failures:
+        summary.fail(f"{name}: {reason} ({RETRY_HINT})")
+
 
 def _run(settings: Settings, plans: list[SymbolPlan], work: Callable, record: Callable, summary: RunSummary,
          desc: str, unit: str) -> None:
