@@ -127,6 +127,12 @@ def _base_dir(env: Mapping[str, str]) -> Path:
     return path.absolute()
 
 
+def debug_from_env(env: Mapping[str, str] | None = None) -> bool:
+    """BHDS_DEBUG set to anything but empty, 0, false or no. Readable even when other settings are bad."""
+    env = os.environ if env is None else env
+    return env.get("BHDS_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
+
+
 def load_settings(env: Mapping[str, str] | None = None, *, debug: bool = False) -> Settings:
     """Build Settings from the environment, checking every value."""
     env = os.environ if env is None else env
@@ -142,6 +148,6 @@ def load_settings(env: Mapping[str, str] | None = None, *, debug: bool = False) 
         cm_api_url=_url(env, "BHDS_CM_API_URL", DEFAULT_CM_API_URL),
         concurrency=_positive_int(env, "BHDS_CONCURRENCY", DEFAULT_CONCURRENCY),
         lock_timeout=_non_negative_float(env, "BHDS_LOCK_TIMEOUT", 0.0),
-        debug=debug or env.get("BHDS_DEBUG", "").strip() not in ("", "0", "false", "no"),
+        debug=debug or debug_from_env(env),
         fixed_now=_fixed_now(env),
     )

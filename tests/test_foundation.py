@@ -263,3 +263,11 @@ def test_package_version_matches_setup_cfg() -> None:
     config = configparser.ConfigParser()
     config.read(REPO / "setup.cfg")
     assert config["metadata"]["version"] == bhds.__version__
+
+
+@pytest.mark.parametrize(("value", "on"), [("", False), ("0", False), ("false", False), ("No", False), ("1", True), ("yes", True)])
+def test_bhds_debug(value: str, on: bool) -> None:
+    from bhds.settings import debug_from_env
+
+    assert debug_from_env({"BHDS_DEBUG": value}) is on
+    assert load_settings({"BHDS_DEBUG": value}).debug is on

@@ -70,16 +70,14 @@ def cli(debug: bool) -> None:
 
 
 def _register() -> None:
-    from bhds.cli import api_data, aws_funding, aws_kline, aws_liquidation, generate
+    from bhds.cli import api_data, aws_funding, aws_kline, aws_liquidation, generate, quality
 
-    # The legacy root listed its groups in this order.
+    # The legacy root listed its groups in this order; bhds' own additions follow.
     cli.add_command(aws_funding.group, "aws_funding")
     cli.add_command(aws_kline.group, "aws_kline")
     cli.add_command(api_data.group, "api_data")
     cli.add_command(aws_liquidation.group, "aws_liquidation")
     cli.add_command(generate.group, "generate")
-    from bhds.cli import quality
-
     cli.add_command(quality.group, "quality")
 
 
@@ -87,9 +85,9 @@ _register()
 
 
 def _debug_requested(argv: list[str]) -> bool:
-    import os
+    from bhds.settings import debug_from_env
 
-    return "--debug" in argv or os.environ.get("BHDS_DEBUG", "").strip() not in ("", "0", "false", "no")
+    return "--debug" in argv or debug_from_env()
 
 
 def main(argv: list[str] | None = None) -> None:
