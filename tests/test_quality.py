@@ -33,9 +33,11 @@ import pytest
 
 from bhds.cli import main
 from bhds.paths import Layout, kline_files_prefix
+from bhds.quality import footer
 from bhds.quality.record import SYMBOL_KEYS
 from bhds.schema import KLINE_SCHEMA, PARSED_FUNDING_SCHEMA, API_FUNDING_SCHEMA
 from bhds.settings import load_settings
+from bhds.storage import write_table_numeric
 from bhds.types import TradeType
 from bhds.workflows.quality import report
 
@@ -77,9 +79,13 @@ def concat(*parts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
-def write(path: Path, cols: dict[str, np.ndarray]) -> None:
+def write(path: Path, cols: dict[str, np.ndarray], *, summary: bool = False) -> None:
+    """A plain pyarrow file, or with `summary` one as parse writes it (month summary in the footer)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table(cols), path, compression="zstd")
+    if summary:
+        write_table_numeric(footer.with_summary(table(cols), "1m", {}), path)
+    else:
+        pq.write_table(table(cols), path, compression="zstd")
 
 
 def zips(layout: Layout, tt: TradeType, symbol: str, days: list[str], unverified: tuple[str, ...] = ()) -> None:
@@ -93,7 +99,8 @@ def zips(layout: Layout, tt: TradeType, symbol: str, days: list[str], unverified
             (directory / f"{name}.verified").touch()
 
 
-def build_store(root: Path) -> Layout:
+def build_store(root: Path, *, summaries: bool = False) -> Layout:
+    """The store above; with `summaries` its partitions carry the month summary parse writes."""
     layout = Layout(root / "binance_data")
     tt = TradeType.spot
     # --- AAAUSDT ---
@@ -111,8 +118,8 @@ def build_store(root: Path) -> Layout:
     for when in ("2024-02-01 00:00", "2024-02-01 00:01", "2024-02-01 00:02", "2024-02-01 00:03", "2024-02-04 12:00"):
         set_at(feb, when, volume=0.0)
     feb = concat(feb, klines("2024-02-04 05:00", "2024-02-04 05:02"))  # written twice
-    write(layout.parsed_kline_partition(tt, "AAAUSDT", "1m", 2024, 1), jan)
-    write(layout.parsed_kline_partition(tt, "AAAUSDT", "1m", 2024, 2), feb)
+    write(layout.parsed_kline_partition(tt, "AAAUSDT", "1m", 2024, 1), jan, summary=summaries)
+    write(layout.parsed_kline_partition(tt, "AAAUSDT", "1m", 2024, 2), feb, summary=summaries)
     write(layout.api_kline_dir(tt, "AAAUSDT", "1m") / "20240202.pqt", klines("2024-02-02 00:00", "2024-02-02 23:59"))
     write(layout.api_kline_dir(tt, "AAAUSDT", "1m") / "20240203.pqt", klines("2024-02-03 00:00", "2024-02-02 00:00"))  # empty
     results = layout.results_kline_dir(tt, "1m")
@@ -120,7 +127,8 @@ def build_store(root: Path) -> Layout:
     write(results / "AAAUSDT.pqt", klines("2024-02-04 00:00", "2024-02-04 23:59"))
     # --- BBBUSDT: listed at 08:00 ---
     zips(layout, tt, "BBBUSDT", ["2024-02-02", "2024-02-03", "2024-02-04"])
-    write(layout.parsed_kline_partition(tt, "BBBUSDT", "1m", 2024, 2), klines("2024-02-02 08:00", "2024-02-04 23:59"))
+    write(layout.parsed_kline_partition(tt, "BBBUSDT", "1m", 2024, 2), klines("2024-02-02 08:00", "2024-02-04 23:59"),
+          summary=summaries)
     # --- CCCUSDT: downloaded, never parsed ---
     zips(layout, tt, "CCCUSDT", ["2024-02-03", "2024-02-04"])
     return layout
@@ -341,7 +349,7 @@ def test_plot_cells(store: Layout) -> None:
     views = []
     for name in ("AAAUSDT", "BBBUSDT"):
         files = kline_files(store, TradeType.spot, name, "1m")
-        views.append(analyse_symbol(SymbolTask(str(store.root), TradeType.spot, "1m", name, files, [], {}, None, 0, 0, None, None)).view)
+        views.append(analyse_symbol(SymbolTask(str(store.root), TradeType.spot, "1m", name, files, [], {}, None, 0, 0, None)).view)
     image, labels = cell_grid(views)
     assert labels[0] == "2024-01-29" and labels[-1] == "2024-02-04" and image.shape == (2, 7, 3)
     a, b = image
@@ -364,7 +372,6 @@ def test_state_db_facts_are_used_when_present(store: Layout) -> None:
     store.state_dir.mkdir(parents=True, exist_ok=True)
     with sqlite3.connect(store.state_db) as conn:
         conn.execute("CREATE TABLE archive_files (key TEXT PRIMARY KEY, size INTEGER, last_modified TEXT, etag TEXT)")
-        conn.execute("CREATE TABLE parsed_days (trade_type TEXT, symbol TEXT, interval TEXT, day TEXT, duplicates INTEGER)")
         conn.execute("CREATE TABLE unrelated (x INTEGER)")
         conn.execute("CREATE TABLE api_kline_empty_days (trade_type TEXT, symbol TEXT, interval TEXT, day TEXT, asked_at TEXT)")
         conn.executemany("INSERT INTO api_kline_empty_days VALUES (?, ?, ?, ?, '2024-02-10T00:00:00Z')", [
@@ -381,15 +388,9 @@ def test_state_db_facts_are_used_when_present(store: Layout) -> None:
             (prefix + "AAAUSDT-1m-2024-02-04.zip.CHECKSUM", "2024-02-09T00:00:00.000Z"),  # not a zip
             (kline_files_prefix(TradeType.spot, "AAAUSDT", "5m") + "AAAUSDT-5m-2024-02-06.zip", "2024-02-07T00:00:00Z"),
         ])
-        conn.executemany("INSERT INTO parsed_days VALUES (?, ?, ?, ?, ?)", [
-            ("spot", "AAAUSDT", "1m", "2024-01-29", 2), ("spot", "AAAUSDT", "1m", "2024-02-04", 3),
-            ("spot", "AAAUSDT", "5m", "2024-02-04", 50), ("um_futures", "AAAUSDT", "1m", "2024-02-04", 70),
-        ])
     doc, _ = run_json()
     records = by_symbol(doc)
-    assert records["AAAUSDT"]["parse_duplicates"] == 5
     assert records["AAAUSDT"]["archive_last_modified"] == "2024-02-05T08:01:02Z"
-    assert records["BBBUSDT"]["parse_duplicates"] == 0  # the table exists and records none
     assert records["BBBUSDT"]["archive_last_modified"] is None
     assert (records["AAAUSDT"]["days_api_empty"], records["BBBUSDT"]["days_api_empty"]) == (1, 1)
 

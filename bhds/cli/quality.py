@@ -28,9 +28,13 @@ def group() -> None:
               help="Also draw a completeness heatmap (needs: pip install 'bhds[plot]').")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE",
               help="Write the report to FILE instead of stdout (stdout then has only the summary line).")
+@click.option("--deep", is_flag=True,
+              help="Decode every file instead of trusting the cache and the month summaries parse stores in "
+                   "each partition, and check those summaries against the rows.")
 def report(trade_type: str, time_interval: str, symbols: tuple[str, ...], output_format: str, fail_under: float | None,
-           plot: Path | None, output: Path | None) -> None:
+           plot: Path | None, output: Path | None, deep: bool) -> None:
     """Per symbol: days in the archive, from the API, missing and partial; completeness; duplicates; OHLC
     violations; zero-volume runs; split segments; funding coverage; last archive update. Worst first."""
     dispatch("quality:report", trade_type=TradeType(trade_type), time_interval=time_interval, symbols=list(symbols),
-             output_format=output_format, fail_under=fail_under, plot=plot, output=output, write=click.echo)
+             output_format=output_format, fail_under=fail_under, plot=plot, output=output, deep=deep,
+             write=click.echo)

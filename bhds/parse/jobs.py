@@ -18,6 +18,7 @@ from bhds.parse.sources import SourceZip
 from bhds.parse.tasks import CHANGED, DONE, NEW, DaySource, FundingResult, FundingTask, MonthResult, MonthTask
 from bhds.parse.timeline import DAY_MS, month_window
 from bhds.parse.zipcsv import BadSourceFile, csv_body
+from bhds.quality import footer
 from bhds.schema import KLINE_SCHEMA, PARSED_FUNDING_SCHEMA
 from bhds.storage import read_table, write_table, write_table_numeric
 
@@ -56,8 +57,11 @@ def update_month(task: MonthTask) -> MonthResult:
     result = MonthResult()
     path = Path(task.partition)
     old, old_mtime_ns = None, 0
+    old_duplicates: dict[int, int] | None = {}
     if not task.rebuild:
         old, old_mtime_ns, result.partition_was_unreadable = _existing(path, KLINE_SCHEMA)
+        if old is not None:
+            old_duplicates = _recorded_duplicates(path)
 
     to_parse: list[DaySource] = []
     legacy_days: set[int] | None = None
@@ -94,11 +98,40 @@ def update_month(task: MonthTask) -> MonthResult:
     if old is not None:
         base = partitions.without_windows(old, [(s.day_ms, s.day_ms + DAY_MS) for s in parsed])
     merged = partitions.merge(base, inside)
+    new_duplicates = footer.repeated_times_by_day(partitions.time_values(inside))
+    result.duplicates_dropped = sum(new_duplicates.values())
+    duplicates = _duplicates_after(old_duplicates if base is not None and base.num_rows else {},
+                                   {s.day_ms // DAY_MS for s in parsed}, new_duplicates)
+    # The month summary rides in the footer, so `quality report` need not decode the file.
+    merged = footer.with_summary(merged, task.interval, duplicates)
     # Without dictionary pages: prices rarely repeat, and the write is ~2.5× faster and smaller.
     result.bytes_written = write_table_numeric(merged, path)
     result.rows_written = merged.num_rows
     result.written = True
     return result
+
+
+def _recorded_duplicates(path: Path) -> dict[int, int] | None:
+    """Per-day duplicate counts an earlier run stored in the partition's footer; None if it has none."""
+    import pyarrow.parquet as pq
+
+    try:
+        return footer.duplicates_by_day(pq.read_metadata(path))
+    except (OSError, pa.ArrowException):
+        return None
+
+
+def _duplicates_after(kept: dict[int, int] | None, reparsed_days: set[int], new: dict[int, int]) -> dict[int, int] | None:
+    """The partition's per-day duplicate counts after re-parsing `reparsed_days` into it.
+
+    Counts of days kept from the old partition carry over; re-parsed days get the new counts.
+    Unknown (None) when the old partition kept rows but recorded no counts (an older writer).
+    """
+    if kept is None:
+        return None
+    counts = {day: n for day, n in kept.items() if day not in reparsed_days}
+    counts.update(new)
+    return counts
 
 
 def build_funding(task: FundingTask) -> FundingResult:

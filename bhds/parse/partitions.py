@@ -14,14 +14,14 @@ import pyarrow as pa
 from bhds.parse.timeline import DAY_MS
 
 
-def _times(table: pa.Table, column: str) -> np.ndarray:
-    # The time column as int64 epoch units, without copying when possible.
+def time_values(table: pa.Table, column: str = "candle_begin_time") -> np.ndarray:
+    """The time column as int64 epoch units, without copying when possible."""
     return table.column(column).combine_chunks().cast(pa.int64()).to_numpy(zero_copy_only=False)
 
 
 def within(table: pa.Table, start_ms: int, end_ms: int, column: str = "candle_begin_time") -> pa.Table:
     """Rows with start ≤ time < end."""
-    times = _times(table, column)
+    times = time_values(table, column)
     mask = (times >= start_ms) & (times < end_ms)
     return table if mask.all() else table.filter(pa.array(mask))
 
@@ -38,7 +38,7 @@ def without_windows(table: pa.Table, windows: Iterable[tuple[int, int]], column:
     windows = list(windows)
     if not windows or table.num_rows == 0:
         return table
-    drop = _in_any(_times(table, column), windows)
+    drop = _in_any(time_values(table, column), windows)
     return table.filter(pa.array(~drop)) if drop.any() else table
 
 
@@ -47,14 +47,14 @@ def within_windows(table: pa.Table, windows: Iterable[tuple[int, int]], column: 
     windows = list(windows)
     if table.num_rows == 0:
         return table
-    return table.filter(pa.array(_in_any(_times(table, column), windows)))
+    return table.filter(pa.array(_in_any(time_values(table, column), windows)))
 
 
 def dedup_sorted(table: pa.Table, column: str = "candle_begin_time") -> pa.Table:
     """Sort by `column`, keeping only the last row (in table order) of each time."""
     if table.num_rows == 0:
         return table
-    times = _times(table, column)
+    times = time_values(table, column)
     order = np.argsort(times, kind="stable")  # stable: among equal times, table order is kept
     sorted_times = times[order]
     last_of_run = np.empty(len(order), dtype=bool)
@@ -79,4 +79,4 @@ def days_with_rows(table: pa.Table, column: str = "candle_begin_time") -> set[in
     """UTC days (as days since the epoch) that have at least one row."""
     if table.num_rows == 0:
         return set()
-    return {int(day) for day in np.unique(_times(table, column) // DAY_MS)}
+    return {int(day) for day in np.unique(time_values(table, column) // DAY_MS)}

@@ -46,6 +46,7 @@ class MonthResult:
     failures: list[tuple[str, str]] = field(default_factory=list)  # (zip name, reason)
     rows_parsed: int = 0
     rows_outside: int = 0  # rows outside the month window, dropped
+    duplicates_dropped: int = 0  # parsed rows repeating a time of the same files
     rows_written: int = 0
     bytes_read: int = 0
     bytes_written: int = 0

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bhds.errors import DataError
 from bhds.paths import Layout
-from bhds.quality import cache, inventory
+from bhds.quality import cache, footer, inventory
 from bhds.quality.funding import funding_figures
 from bhds.quality.grid import Grid
 from bhds.quality.pieces import PieceStats, read_piece
@@ -32,9 +32,9 @@ class SymbolTask:
     cached_archive: dict | None
     now_ns: int
     yesterday: int  # day number
-    parse_duplicates: int | None
     last_modified_ms: int | None
     api_empty_days: tuple[int, ...] = ()  # recorded by the API stage in the state DB
+    deep: bool = False  # decode every file and check the footer summaries against the rows
 
 
 @dataclass
@@ -46,6 +46,7 @@ class SymbolResult:
     files_read: int = 0
     rows_read: int = 0
     bytes_read: int = 0
+    summaries_used: int = 0  # months taken from a partition's footer instead of decoding it
     errors: list[str] = field(default_factory=list)
 
 
@@ -56,16 +57,23 @@ def analyse_symbol(task: SymbolTask) -> SymbolResult:
     errors = [f"{path}: not a parsed partition or API day file name" for path in files.bad_names]
     entries: cache.Entries = {}
     pieces: list[PieceStats] = []
-    files_read = rows_read = bytes_read = 0
+    files_read = rows_read = bytes_read = summaries_used = 0
 
     for month, signature in cache.month_signatures(files).items():
         partition = files.parsed.get(month)
         api = [(day, files.api[day]) for day in files.api_days_in(month)]
         sigs = ([partition] if partition else []) + [sig for _, sig in api]
-        stats = cache.lookup(task.cached, month, signature)
+        stats = None if task.deep else cache.lookup(task.cached, month, signature)
         if stats is not None:
+            pieces.append(stats)
             entries[month] = task.cached[month]
-        else:
+            continue
+        # A month of the archive alone is summarised in its partition's footer; with API days the
+        # rows must be merged, so it is decoded (usually only the last month or two).
+        if partition and not api and not task.deep:
+            stats = _footer_stats(partition.path, task.interval)
+            summaries_used += stats is not None
+        if stats is None:
             try:
                 stats, rows = read_piece(partition.path if partition else None, [(day, sig.path) for day, sig in api], grid)
             except DataError as exc:
@@ -74,7 +82,12 @@ def analyse_symbol(task: SymbolTask) -> SymbolResult:
             files_read += len(sigs)
             rows_read += rows
             bytes_read += sum(sig.size for sig in sigs)
-            entries[month] = {"sig": signature, "stats": stats.to_json()}
+            if task.deep and partition and not api:
+                stored = _footer_stats(partition.path, task.interval)
+                if stored is not None and stored != stats:
+                    errors.append(f"{partition.path}: the summary in its footer disagrees with its rows: "
+                                  "run parse with --force-update for this symbol")
+        entries[month] = {"sig": signature, "stats": stats.to_json()}
         pieces.append(stats)
 
     fig = stitch(pieces, grid)
@@ -102,9 +115,19 @@ def analyse_symbol(task: SymbolTask) -> SymbolResult:
     record = build_record(
         task.symbol, grid, fig, view, archive, segments, funding,
         yesterday=task.yesterday,
-        parse_duplicates=task.parse_duplicates,
         last_modified_ms=task.last_modified_ms,
         errors=errors,
     )
     listing = archive.to_json() if archive.dir_mtime_ns is not None else None
-    return SymbolResult(record, view, entries, listing, files_read, rows_read, bytes_read, errors)
+    return SymbolResult(record, view, entries, listing, files_read, rows_read, bytes_read, summaries_used, errors)
+
+
+def _footer_stats(path: str, interval: str) -> PieceStats | None:
+    """The month summary parse stored in the partition, or None (absent, stale, unreadable: decode it)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return footer.stored_stats(pq.read_metadata(path), interval)
+    except (OSError, pa.ArrowException):
+        return None

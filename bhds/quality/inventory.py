@@ -170,20 +170,15 @@ def archive_files(layout: Layout, trade_type: TradeType, symbol: str, interval: 
         present = set(names)
         prefix = f"{symbol}-{interval}-"
         cut = len(prefix)
+        found.partial_downloads = sum(1 for name in names if name.endswith(PART_SUFFIX))
+        zips = [name for name in names if name.endswith(".zip") and name.startswith(prefix)]
+        days = _day_numbers([name[cut:-4] for name in zips])
+        zips = [name for name, day in zip(zips, days) if day is not None]
+        found.days = sorted(day for day in days if day is not None)
+        found.verified = sum(1 for name in zips if name + VERIFIED_SUFFIX in present)
+        found.checksum_missing = sum(1 for name in zips if name + CHECKSUM_SUFFIX not in present)
         newest = None
-        for name in names:
-            if not (name.endswith(".zip") and name.startswith(prefix)):
-                if name.endswith(PART_SUFFIX):
-                    found.partial_downloads += 1
-                continue
-            try:
-                found.days.append(day_number(name[cut:-4]))
-            except ValueError:
-                continue
-            if name + VERIFIED_SUFFIX in present:
-                found.verified += 1
-            if name + CHECKSUM_SUFFIX not in present:
-                found.checksum_missing += 1
+        for name in zips:
             try:  # relative to the open directory: no path to build or resolve per file
                 mtime = os.stat(name, dir_fd=dir_fd).st_mtime_ns
             except OSError:
@@ -192,9 +187,25 @@ def archive_files(layout: Layout, trade_type: TradeType, symbol: str, interval: 
                 newest = mtime
     finally:
         os.close(dir_fd)
-    found.days.sort()
     found.newest_mtime_ns = newest
     return found
+
+
+def _day_numbers(texts: list[str]) -> list[int | None]:
+    """Day numbers of `YYYY-MM-DD` texts, None for any other text; in one numpy call when all are dates."""
+    # numpy alone would also take ' 024-01-01' or '      2024': the shape is checked first.
+    if texts and all(len(text) == 10 and text[4] == text[7] == "-" and text[:4].isdigit() for text in texts):
+        try:
+            return np.array(texts, dtype="datetime64[D]").astype(np.int64).tolist()
+        except ValueError:
+            pass
+    out: list[int | None] = []
+    for text in texts:
+        try:
+            out.append(day_number(text))
+        except ValueError:
+            out.append(None)
+    return out
 
 
 def result_files(layout: Layout, trade_type: TradeType, interval: str) -> dict[str, list[tuple[str, str]]]:

@@ -50,6 +50,7 @@ class PieceStats:
     negative: int = 0
     nan: int = 0
     violation_rows: int = 0
+    parse_duplicates: int | None = 0  # rows parse dropped as repeated times; None = not recorded (older writer)
 
     def to_json(self) -> dict:
         return {name: getattr(self, name) for name in _FIELDS}
@@ -74,6 +75,7 @@ class Arrays:
     c: np.ndarray
     v: np.ndarray
     null_times: int = 0
+    parse_duplicates: int | None = 0  # from the partition's footer (see footer.py)
 
     def take(self, index: np.ndarray) -> Arrays:
         return Arrays(self.ts[index], self.o[index], self.h[index], self.l[index], self.c[index], self.v[index])
@@ -109,10 +111,21 @@ def times_ms(column: pa.ChunkedArray) -> pa.Array:
 
 def read_arrays(path: str) -> Arrays:
     """The six checked columns of a kline Parquet file as numpy arrays (rows with no time dropped)."""
+    from bhds.quality import footer
+
     try:
-        table = pq.ParquetFile(path).read(columns=COLUMNS, use_threads=False)
+        handle = pq.ParquetFile(path)
+        table = handle.read(columns=COLUMNS, use_threads=False)
     except (OSError, pa.ArrowException, KeyError) as exc:
         raise DataError(f"cannot read {path} ({exc}): delete it and run the step that writes it again") from exc
+    arrays = table_arrays(table)
+    arrays.parse_duplicates = footer.parse_duplicates(handle.metadata)
+    return arrays
+
+
+def table_arrays(table: pa.Table) -> Arrays:
+    """The six checked columns of an in-memory kline table (rows with no time dropped)."""
+    table = table.select(COLUMNS)
     times = times_ms(table.column(0))
     nulls = times.null_count
     if nulls:
@@ -164,24 +177,32 @@ def day_counts(ts: np.ndarray) -> tuple[int, np.ndarray]:
 
 def read_piece(parsed: str | None, api: list[tuple[int, str]], grid: Grid) -> tuple[PieceStats, int]:
     """Read a month's files and summarise them; also return the number of rows decoded."""
+    partition = read_arrays(parsed) if parsed is not None else None
+    days = [(day, read_arrays(path)) for day, path in api]
+    rows_read = sum(len(a) + a.null_times for a in ([partition] if partition is not None else []) + [a for _, a in days])
+    return month_stats(partition, days, grid), rows_read
+
+
+def month_stats(partition: Arrays | None, api: list[tuple[int, Arrays]], grid: Grid) -> PieceStats:
+    """Summarise a month: its parsed partition (if any) and its API days, API rows winning at equal times.
+
+    Parse calls this on the partition it has just built (no API days) and stores the result in the
+    file's footer; the report calls it on what it decodes. One function, so both agree.
+    """
     parts: list[Arrays] = []
     stats = PieceStats()
-    rows_read = 0
     nulls = 0
-    if parsed is not None:
-        arrays = read_arrays(parsed)
-        rows_read += len(arrays) + arrays.null_times
-        nulls += arrays.null_times
-        ordered = is_strictly_increasing(arrays.ts)
+    if partition is not None:
+        nulls += partition.null_times
+        stats.parse_duplicates = partition.parse_duplicates
+        ordered = is_strictly_increasing(partition.ts)
         if not ordered:
-            stats.duplicates += duplicate_count(arrays.ts)
-        if len(arrays):
-            first, counts = day_counts(arrays.ts if ordered else np.sort(arrays.ts))
+            stats.duplicates += duplicate_count(partition.ts)
+        if len(partition):
+            first, counts = day_counts(partition.ts if ordered else np.sort(partition.ts))
             stats.parsed_days = (np.flatnonzero(counts) + first).tolist()
-        parts.append(arrays)
-    for day, path in api:
-        arrays = read_arrays(path)
-        rows_read += len(arrays) + arrays.null_times
+        parts.append(partition)
+    for day, arrays in api:
         nulls += arrays.null_times
         if len(arrays) == 0:
             stats.api_empty_days.append(day)
@@ -194,7 +215,7 @@ def read_piece(parsed: str | None, api: list[tuple[int, str]], grid: Grid) -> tu
         summarise(merged, grid, stats)
     stats.nan += nulls
     stats.violation_rows += nulls
-    return stats, rows_read
+    return stats
 
 
 def summarise(a: Arrays, grid: Grid, stats: PieceStats) -> None:

@@ -30,7 +30,9 @@ and each <symbol> has exactly these keys, in this order:
     holes                  int        runs of missing bars between two candles
     longest_hole           {after: time, bars: int}|null   after = the candle before it
     duplicate_rows         int        rows repeating a time inside one Parquet file
-    parse_duplicates       int|null   duplicates dropped while parsing (state DB; null = unknown)
+    parse_duplicates       int|null   rows parse dropped for repeating a time, as recorded in each
+                                      partition's footer (null = a partition written by bhds.py, an
+                                      older bhds or another tool holds no such record)
     misaligned_rows        int        candles off the interval grid
     ohlc_violations        {rows, high_below_open_close, low_above_open_close, negative, nan}
                            (nan also counts rows without a time; they are otherwise ignored)
@@ -74,7 +76,6 @@ def build_record(
     funding: FundingFigures | None,
     *,
     yesterday: int,
-    parse_duplicates: int | None,
     last_modified_ms: int | None,
     errors: list[str],
 ) -> dict:
@@ -117,7 +118,7 @@ def build_record(
         "holes": fig.holes,
         "longest_hole": {"after": iso_ms(fig.longest_hole_after), "bars": fig.longest_hole_bars} if fig.holes else None,
         "duplicate_rows": fig.duplicates,
-        "parse_duplicates": parse_duplicates,
+        "parse_duplicates": fig.parse_duplicates,
         "misaligned_rows": fig.misaligned,
         "ohlc_violations": {
             "rows": fig.violation_rows,

@@ -47,6 +47,7 @@ class SeriesFigures:
     negative: int = 0
     nan: int = 0
     violation_rows: int = 0
+    parse_duplicates: int | None = 0  # None when some partition did not record it
     parsed_days: set[int] = field(default_factory=set)
     api_days: set[int] = field(default_factory=set)
     api_empty_days: set[int] = field(default_factory=set)
@@ -68,6 +69,8 @@ def stitch(pieces: list[PieceStats], grid: Grid) -> SeriesFigures:
     for piece in pieces:
         for name in _SUMMED:
             setattr(out, name, getattr(out, name) + getattr(piece, name))
+        if out.parse_duplicates is not None:
+            out.parse_duplicates = None if piece.parse_duplicates is None else out.parse_duplicates + piece.parse_duplicates
         out.parsed_days.update(piece.parsed_days)
         out.api_days.update(piece.api_days)
         out.api_empty_days.update(piece.api_empty_days)

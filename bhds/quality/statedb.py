@@ -3,8 +3,6 @@
 Each stage owns its tables and their layout may change, so nothing here depends on a table name.
 The database is opened read-only and every table is inspected at run time:
 
-- duplicates dropped while parsing: a table with a `symbol` column and a column whose name holds
-  `dup` (summed), filtered by `trade_type`/`market` and `interval`/`time_interval` when present;
 - the archive's LastModified: a table with a `key` or `path` column holding this market's kline
   keys (`data/<market>/daily/klines/<SYM>/<interval>/...zip`) and a `last_modified`-like column
   (ISO text or epoch seconds/ms), max per symbol;
@@ -37,10 +35,8 @@ _MODIFIED_COLUMNS = ("last_modified", "lastmodified", "s3_last_modified", "remot
 
 @dataclass
 class StateFacts:
-    parse_duplicates: dict[str, int] = field(default_factory=dict)
     last_modified_ms: dict[str, int] = field(default_factory=dict)
     api_empty_days: dict[str, set[int]] = field(default_factory=dict)  # day numbers
-    parse_duplicates_known: bool = False  # a table recording parse duplicates exists (0 is then a fact)
 
 
 def _quote(name: str) -> str:
@@ -90,7 +86,6 @@ def read_facts(db_path: Path, trade_type: TradeType, interval: str, symbols: lis
         for table in tables:
             try:
                 columns = [row[1] for row in conn.execute(f"PRAGMA table_info({_quote(table)})")]
-                _parse_duplicates(conn, table, columns, trade_type, interval, wanted, facts)
                 _last_modified(conn, table, columns, trade_type, interval, wanted, facts)
                 _api_empty_days(conn, table, columns, trade_type, interval, wanted, facts)
             except sqlite3.Error as exc:
@@ -114,20 +109,6 @@ def _scope(columns: list[str], trade_type: TradeType, interval: str) -> tuple[st
         where.append(f"{_quote(iv_col)} = ?")
         params.append(interval)
     return (" WHERE " + " AND ".join(where)) if where else "", params
-
-
-def _parse_duplicates(conn: sqlite3.Connection, table: str, columns: list[str], trade_type: TradeType, interval: str,
-                      wanted: set[str], facts: StateFacts) -> None:
-    symbol = _first(columns, _SYMBOL_COLUMNS)
-    dup = next((c for c in columns if "dup" in c.lower()), None)
-    if symbol is None or dup is None:
-        return
-    where, params = _scope(columns, trade_type, interval)
-    sql = f"SELECT {_quote(symbol)}, SUM({_quote(dup)}) FROM {_quote(table)}{where} GROUP BY {_quote(symbol)}"
-    facts.parse_duplicates_known = True
-    for name, total in conn.execute(sql, params):
-        if name in wanted and isinstance(total, (int, float)):
-            facts.parse_duplicates[name] = facts.parse_duplicates.get(name, 0) + int(total)
 
 
 def _last_modified(conn: sqlite3.Connection, table: str, columns: list[str], trade_type: TradeType, interval: str,

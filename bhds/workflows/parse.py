@@ -87,6 +87,7 @@ def _parse_klines(settings: Settings, layout: Layout, trade_type: TradeType, int
                   force: bool, summary: RunSummary) -> None:
     summary.notes["symbols"] = summary.notes.get("symbols", 0) + len(symbols)
     summary.notes.setdefault("partitions", 0)
+    summary.notes.setdefault("duplicates", 0)  # rows dropped for repeating a time
     if not symbols:
         return
     conn = state.connect(layout)
@@ -118,6 +119,7 @@ def _parse_klines(settings: Settings, layout: Layout, trade_type: TradeType, int
             _tally(summary, result)
             summary.skipped += len(result.adopted) + result.unchanged
             summary.notes["partitions"] += int(result.written)
+            summary.notes["duplicates"] += result.duplicates_dropped
 
         _run(settings, plans, run_month, record, summary, f"parse {trade_type.value} {interval}", "month")
     finally:

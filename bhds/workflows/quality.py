@@ -40,13 +40,15 @@ def report(
     fail_under: float | None = None,
     plot: Path | None = None,
     output: Path | None = None,
+    deep: bool = False,
     write: Callable[[str], None] | None = None,
 ) -> RunSummary:
     """Report per symbol what the store holds and how complete and sane it is.
 
     The rendered report goes to `output` (a file, written atomically) or else to `write` (the CLI
     passes its stdout). A symbol below `fail_under` percent complete, one without any data, or an
-    unreadable file is a failed item, so the command exits 3.
+    unreadable file is a failed item, so the command exits 3. `deep` decodes every file, ignoring
+    the cache and the month summaries parse keeps in partition footers, and checks those summaries.
     """
     trade_type = TradeType(trade_type)
     interval = parse_interval(time_interval, archive=True)
@@ -69,12 +71,14 @@ def report(
         )
 
     store = PieceCache.load(layout.cache_file(f"quality-{trade_type.value}-{interval.text}.json"), f"{trade_type.value}/{interval.text}")
-    tasks, to_read = _plan(settings, layout, store, trade_type, interval, names)
+    tasks, to_read = _plan(settings, layout, store, trade_type, interval, names, deep)
     # Worker processes pay off with many files to decode or many archive directories to list.
     jobs = settings.n_jobs if to_read >= _MIN_FILES_FOR_PROCESSES or len(names) >= _MIN_SYMBOLS_FOR_PROCESSES else 1
     log.debug("quality report: %d symbols, %d files to decode, %d processes", len(names), to_read, jobs)
 
     results = {}
+    summary.notes["symbols"] = 0
+    summary.notes["summaries"] = 0  # months read from a partition footer instead of decoded
     with bar(total=len(tasks), desc="quality", unit="symbol") as progress:
         for task, outcome in imap_isolated(analyse_symbol, tasks, jobs):
             progress.update()
@@ -86,6 +90,7 @@ def report(
             summary.files += outcome.files_read
             summary.rows += outcome.rows_read
             summary.bytes += outcome.bytes_read
+            summary.notes["summaries"] += outcome.summaries_used
             for error in outcome.errors:
                 summary.fail(f"{task.symbol}: {error}")
     store.save()
@@ -120,7 +125,7 @@ def report(
 
 
 def _plan(settings: Settings, layout: Layout, store: PieceCache, trade_type: TradeType, interval: Interval,
-          names: list[str]) -> tuple[list[SymbolTask], int]:
+          names: list[str], deep: bool) -> tuple[list[SymbolTask], int]:
     """One task per symbol with its file lists, cached months and state facts; and the files left to decode."""
     facts = read_facts(layout.state_db, trade_type, interval.text, names)
     yesterday = int(settings.now().timestamp() * 1000) // DAY_MS - 1
@@ -133,7 +138,6 @@ def _plan(settings: Settings, layout: Layout, store: PieceCache, trade_type: Tra
         tasks.append(SymbolTask(
             str(layout.root), trade_type, interval.text, name, files, segments.get(name, []), cached, store.archive(name),
             time.time_ns(), yesterday,  # real clock, not settings.now(): it is compared with file mtimes
-            facts.parse_duplicates.get(name, 0 if facts.parse_duplicates_known else None),
-            facts.last_modified_ms.get(name), tuple(sorted(facts.api_empty_days.get(name, ()))),
+            facts.last_modified_ms.get(name), tuple(sorted(facts.api_empty_days.get(name, ()))), deep,
         ))
     return tasks, to_read
