@@ -239,11 +239,12 @@ def sweep_temp_files(directory: Path) -> int:
 
 
 @contextlib.contextmanager
-def stage_lock(layout: Layout, stage: str, timeout: float = 0.0) -> Iterator[None]:
-    """Hold an exclusive lock for one stage of one data directory.
+def stage_lock(layout: Layout, stage: str, timeout: float = 0.0, *, shared: bool = False) -> Iterator[None]:
+    """Hold the lock of one stage of one data directory: exclusive to write its output, `shared` to read it.
 
     A second bhds process wanting the same stage waits up to `timeout` seconds, then fails with a
-    message naming the holder's PID. The lock is released by the kernel if the holder dies.
+    message naming the holder's PID. Readers (shared) exclude a writer but not each other. The lock
+    is released by the kernel if the holder dies.
     """
     lock_path = layout.lock_file(stage)
     try:
@@ -255,21 +256,29 @@ def stage_lock(layout: Layout, stage: str, timeout: float = 0.0) -> Iterator[Non
         deadline = time.monotonic() + timeout
         while True:
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(handle, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     handle.seek(0)
-                    holder = handle.read().strip() or "unknown"
+                    holder = handle.read().strip()
+                    # Only a writer records its PID: readers share the lock, and the file is empty then.
+                    who = f"another bhds process (PID {holder}) is running" if holder else "other bhds processes are reading"
                     raise LockBusy(
-                        f"another bhds process (PID {holder}) is running the {stage} stage on {layout.root}: "
+                        f"{who} the {stage} stage on {layout.root}: "
                         "wait for it to finish, or set BHDS_LOCK_TIMEOUT=<seconds> to wait for it"
                     ) from None
                 time.sleep(0.2)
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        yield
+        if not shared:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(str(os.getpid()))
+            handle.flush()
+        try:
+            yield
+        finally:
+            if not shared:  # a later reader-blocked writer must not name this finished process
+                handle.truncate(0)
+                handle.flush()
     finally:
         handle.close()

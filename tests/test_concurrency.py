@@ -95,3 +95,23 @@ def test_two_simultaneous_generates_leave_one_clean_result(parsed_root, tmp_path
         pd.testing.assert_frame_equal(first[name], frame, check_exact=True)
     leftovers = [p for p in results.parent.iterdir() if p.name != "1m"]
     assert leftovers == []
+
+
+def test_resample_waits_for_kline_type_and_readers_share(parsed_root) -> None:
+    """Resampling reads the 1m results: not while `kline-type 1m` rewrites them, but beside another resample."""
+    base, env = parsed_root
+    layout = Layout(base / "binance_data")
+    quick = dict(env, BHDS_LOCK_TIMEOUT="0")
+    with stage_lock(layout, "generate-kline-spot-1m"):  # a kline-type 1m run in progress
+        proc = bhds(["generate", "resample-type", "spot", "1h", "5m"], quick)
+        _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 75, err
+    assert f"PID {os.getpid()}" in err and "generate-kline-spot-1m" in err and "Traceback" not in err
+
+    with stage_lock(layout, "generate-kline-spot-1m", shared=True):  # a resample of another interval reading
+        reader = bhds(["generate", "resample-type", "spot", "1h", "5m"], quick)
+        _, reader_err = reader.communicate(timeout=300)
+        writer = bhds(GEN, quick)
+        _, writer_err = writer.communicate(timeout=120)
+    assert reader.returncode == 0, reader_err
+    assert writer.returncode == 75 and "other bhds processes are reading" in writer_err

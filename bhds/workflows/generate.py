@@ -9,11 +9,12 @@ place.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import shutil
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -41,6 +42,14 @@ def _kline_stage(trade_type: TradeType, interval: str) -> str:
 
 def _resample_stage(trade_type: TradeType, interval: str) -> str:
     return f"generate-resample-{trade_type.value}-{interval}"
+
+
+@contextlib.contextmanager
+def _resample_locks(settings: Settings, layout: Layout, trade_type: TradeType, interval: str) -> Iterator[None]:
+    """Own the resampled tree, and read the 1m results while no `kline-type 1m` is rewriting them."""
+    with storage.stage_lock(layout, _resample_stage(trade_type, interval), settings.lock_timeout), \
+            storage.stage_lock(layout, _kline_stage(trade_type, RESAMPLE_SOURCE_INTERVAL), settings.lock_timeout, shared=True):
+        yield
 
 
 def _check_kline_args(time_interval: str, min_days: int, min_price_chg: float) -> None:
@@ -212,7 +221,7 @@ def resample(settings: Settings, *, trade_type, symbol, resample_interval, base_
     source = layout.results_kline_file(trade_type, RESAMPLE_SOURCE_INTERVAL, symbol)
     log.info("Resample kline %s %s %s base offset %s", trade_type.value, resample_interval, symbol, base_offset)
     target = layout.resampled_interval_dir(trade_type, resample_interval)
-    with storage.stage_lock(layout, _resample_stage(trade_type, resample_interval), settings.lock_timeout):
+    with _resample_locks(settings, layout, trade_type, resample_interval):
         storage.recover_dir(target)
         if not source.exists():
             raise InputError(f"no 1m results for {symbol} ({source}): run `generate kline {trade_type.value} 1m {symbol}` first")
@@ -230,7 +239,7 @@ def resample_type(settings: Settings, *, trade_type, resample_interval, base_off
     log.info("Resample kline %s %s %s", trade_type.value, resample_interval, base_offset)
     log.info("Resampled kline directory: %s", target)
 
-    with storage.stage_lock(layout, _resample_stage(trade_type, resample_interval), settings.lock_timeout):
+    with _resample_locks(settings, layout, trade_type, resample_interval):
         storage.recover_dir(target)
         sources = list_files(layout.results_kline_dir(trade_type, RESAMPLE_SOURCE_INTERVAL), PARQUET_SUFFIX)
         if not sources:
