@@ -57,11 +57,8 @@ def update_month(task: MonthTask) -> MonthResult:
     result = MonthResult()
     path = Path(task.partition)
     old, old_mtime_ns = None, 0
-    old_duplicates: dict[int, int] | None = {}
     if not task.rebuild:
         old, old_mtime_ns, result.partition_was_unreadable = _existing(path, KLINE_SCHEMA)
-        if old is not None:
-            old_duplicates = _recorded_duplicates(path)
 
     to_parse: list[DaySource] = []
     legacy_days: set[int] | None = None
@@ -100,8 +97,8 @@ def update_month(task: MonthTask) -> MonthResult:
     merged = partitions.merge(base, inside)
     new_duplicates = footer.repeated_times_by_day(partitions.time_values(inside))
     result.duplicates_dropped = sum(new_duplicates.values())
-    duplicates = _duplicates_after(old_duplicates if base is not None and base.num_rows else {},
-                                   {s.day_ms // DAY_MS for s in parsed}, new_duplicates)
+    kept_duplicates = _recorded_duplicates(path) if base is not None and base.num_rows else {}
+    duplicates = _duplicates_after(kept_duplicates, {s.day_ms // DAY_MS for s in parsed}, new_duplicates)
     # The month summary rides in the footer, so `quality report` need not decode the file.
     merged = footer.with_summary(merged, task.interval, duplicates)
     # Without dictionary pages: prices rarely repeat, and the write is ~2.5× faster and smaller.

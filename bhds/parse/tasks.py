@@ -46,7 +46,7 @@ class MonthResult:
     failures: list[tuple[str, str]] = field(default_factory=list)  # (zip name, reason)
     rows_parsed: int = 0
     rows_outside: int = 0  # rows outside the month window, dropped
-    duplicates_dropped: int = 0  # parsed rows repeating a time of the same files
+    duplicates_dropped: int = 0  # parsed rows dropped because another parsed row has the same time
     rows_written: int = 0
     bytes_read: int = 0
     bytes_written: int = 0

@@ -5,15 +5,18 @@ Runs in a worker process: the task carries everything it needs and the result is
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from bhds.errors import DataError
 from bhds.paths import Layout
 from bhds.quality import cache, footer, inventory
 from bhds.quality.funding import funding_figures
 from bhds.quality.grid import Grid
-from bhds.quality.pieces import PieceStats, read_piece
+from bhds.quality.pieces import PieceStats, month_stats, read_piece
 from bhds.quality.record import build_record
 from bhds.quality.segments import Segment, read_segment
 from bhds.quality.series import DayView, day_view, stitch
@@ -70,21 +73,26 @@ def analyse_symbol(task: SymbolTask) -> SymbolResult:
             continue
         # A month of the archive alone is summarised in its partition's footer; with API days the
         # rows must be merged, so it is decoded (usually only the last month or two).
-        if partition and not api and not task.deep:
-            stats = _footer_stats(partition.path, task.interval)
+        metadata = _footer(partition.path) if partition else None
+        if metadata is not None and not api and not task.deep:
+            stats = footer.stored_stats(metadata, task.interval)
             summaries_used += stats is not None
         if stats is None:
             try:
-                stats, rows = read_piece(partition.path if partition else None, [(day, sig.path) for day, sig in api], grid)
+                stats, rows, partition_rows = read_piece(partition.path if partition else None,
+                                                         [(day, sig.path) for day, sig in api], grid)
             except DataError as exc:
                 errors.append(str(exc))
                 continue
             files_read += len(sigs)
             rows_read += rows
             bytes_read += sum(sig.size for sig in sigs)
-            if task.deep and partition and not api:
-                stored = _footer_stats(partition.path, task.interval)
-                if stored is not None and stored != stats:
+            if partition:
+                stats.parse_duplicates = footer.parse_duplicates(metadata) if metadata is not None else None
+            if task.deep and metadata is not None and partition_rows is not None and footer.has_summary(metadata, task.interval):
+                alone = stats if not api else month_stats(partition_rows, [], grid)
+                stored = footer.stored_stats(metadata, task.interval)
+                if stored is None or stored != replace(alone, parse_duplicates=stored.parse_duplicates):
                     errors.append(f"{partition.path}: the summary in its footer disagrees with its rows: "
                                   "run parse with --force-update for this symbol")
         entries[month] = {"sig": signature, "stats": stats.to_json()}
@@ -122,12 +130,9 @@ def analyse_symbol(task: SymbolTask) -> SymbolResult:
     return SymbolResult(record, view, entries, listing, files_read, rows_read, bytes_read, summaries_used, errors)
 
 
-def _footer_stats(path: str, interval: str) -> PieceStats | None:
-    """The month summary parse stored in the partition, or None (absent, stale, unreadable: decode it)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
+def _footer(path: str) -> pq.FileMetaData | None:
+    """The partition's Parquet footer; None when unreadable (decoding it then names the problem)."""
     try:
-        return footer.stored_stats(pq.read_metadata(path), interval)
+        return pq.read_metadata(path)
     except (OSError, pa.ArrowException):
         return None

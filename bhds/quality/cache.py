@@ -16,7 +16,7 @@ from bhds.errors import DataError
 from bhds.quality.inventory import KlineFiles
 from bhds.quality.pieces import PieceStats
 
-FORMAT = "bhds-quality-cache/3"
+FORMAT = "bhds-quality-cache/4"
 log = logging.getLogger("bhds.quality")
 
 Entries = dict[str, dict]  # month "YYYYMM" -> {"sig": [...], "stats": {...}}

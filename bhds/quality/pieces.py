@@ -50,7 +50,7 @@ class PieceStats:
     negative: int = 0
     nan: int = 0
     violation_rows: int = 0
-    parse_duplicates: int | None = 0  # rows parse dropped as repeated times; None = not recorded (older writer)
+    parse_duplicates: int | None = 0  # rows parse dropped for a repeated time (footer.py); None = not recorded
 
     def to_json(self) -> dict:
         return {name: getattr(self, name) for name in _FIELDS}
@@ -75,7 +75,6 @@ class Arrays:
     c: np.ndarray
     v: np.ndarray
     null_times: int = 0
-    parse_duplicates: int | None = 0  # from the partition's footer (see footer.py)
 
     def take(self, index: np.ndarray) -> Arrays:
         return Arrays(self.ts[index], self.o[index], self.h[index], self.l[index], self.c[index], self.v[index])
@@ -111,16 +110,11 @@ def times_ms(column: pa.ChunkedArray) -> pa.Array:
 
 def read_arrays(path: str) -> Arrays:
     """The six checked columns of a kline Parquet file as numpy arrays (rows with no time dropped)."""
-    from bhds.quality import footer
-
     try:
-        handle = pq.ParquetFile(path)
-        table = handle.read(columns=COLUMNS, use_threads=False)
+        table = pq.ParquetFile(path).read(columns=COLUMNS, use_threads=False)
     except (OSError, pa.ArrowException, KeyError) as exc:
         raise DataError(f"cannot read {path} ({exc}): delete it and run the step that writes it again") from exc
-    arrays = table_arrays(table)
-    arrays.parse_duplicates = footer.parse_duplicates(handle.metadata)
-    return arrays
+    return table_arrays(table)
 
 
 def table_arrays(table: pa.Table) -> Arrays:
@@ -175,12 +169,12 @@ def day_counts(ts: np.ndarray) -> tuple[int, np.ndarray]:
     return first, np.diff(np.searchsorted(ts, bounds))
 
 
-def read_piece(parsed: str | None, api: list[tuple[int, str]], grid: Grid) -> tuple[PieceStats, int]:
-    """Read a month's files and summarise them; also return the number of rows decoded."""
+def read_piece(parsed: str | None, api: list[tuple[int, str]], grid: Grid) -> tuple[PieceStats, int, Arrays | None]:
+    """Read a month's files and summarise them; also return the rows decoded and the partition's arrays."""
     partition = read_arrays(parsed) if parsed is not None else None
     days = [(day, read_arrays(path)) for day, path in api]
     rows_read = sum(len(a) + a.null_times for a in ([partition] if partition is not None else []) + [a for _, a in days])
-    return month_stats(partition, days, grid), rows_read
+    return month_stats(partition, days, grid), rows_read, partition
 
 
 def month_stats(partition: Arrays | None, api: list[tuple[int, Arrays]], grid: Grid) -> PieceStats:
@@ -188,13 +182,13 @@ def month_stats(partition: Arrays | None, api: list[tuple[int, Arrays]], grid: G
 
     Parse calls this on the partition it has just built (no API days) and stores the result in the
     file's footer; the report calls it on what it decodes. One function, so both agree.
+    `parse_duplicates` is left at 0: it is a fact of parsing, not of the rows (see footer.py).
     """
     parts: list[Arrays] = []
     stats = PieceStats()
     nulls = 0
     if partition is not None:
         nulls += partition.null_times
-        stats.parse_duplicates = partition.parse_duplicates
         ordered = is_strictly_increasing(partition.ts)
         if not ordered:
             stats.duplicates += duplicate_count(partition.ts)

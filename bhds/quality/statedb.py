@@ -1,4 +1,4 @@
-"""Facts other stages may have recorded in the state DB, read defensively.
+"""Facts the archive and API stages recorded in the state DB, read defensively.
 
 Each stage owns its tables and their layout may change, so nothing here depends on a table name.
 The database is opened read-only and every table is inspected at run time:
@@ -7,7 +7,8 @@ The database is opened read-only and every table is inspected at run time:
   keys (`data/<market>/daily/klines/<SYM>/<interval>/...zip`) and a `last_modified`-like column
   (ISO text or epoch seconds/ms), max per symbol;
 - days the API answered with nothing: a table whose name holds `empty` with `symbol` and `day`
-  columns (`YYYY-MM-DD` or `YYYYMMDD`), filtered like the duplicates.
+  columns (`YYYY-MM-DD` or `YYYYMMDD`), filtered by `trade_type`/`market` and
+  `interval`/`time_interval` when present.
 
 Anything absent, unreadable or of an unexpected shape leaves the figure unknown (None).
 """

@@ -74,10 +74,10 @@ def report(
     tasks, to_read = _plan(settings, layout, store, trade_type, interval, names, deep)
     # Worker processes pay off with many files to decode or many archive directories to list.
     jobs = settings.n_jobs if to_read >= _MIN_FILES_FOR_PROCESSES or len(names) >= _MIN_SYMBOLS_FOR_PROCESSES else 1
-    log.debug("quality report: %d symbols, %d files to decode, %d processes", len(names), to_read, jobs)
+    log.debug("quality report: %d symbols, %d files to read, %d processes", len(names), to_read, jobs)
 
     results = {}
-    summary.notes["symbols"] = 0
+    summary.notes["symbols"] = 0  # set below; here so that it comes first in the summary line
     summary.notes["summaries"] = 0  # months read from a partition footer instead of decoded
     with bar(total=len(tasks), desc="quality", unit="symbol") as progress:
         for task, outcome in imap_isolated(analyse_symbol, tasks, jobs):
@@ -134,7 +134,8 @@ def _plan(settings: Settings, layout: Layout, store: PieceCache, trade_type: Tra
     for name in names:
         files = kline_files(layout, trade_type, name, interval.text)
         cached = store.entries(name)
-        to_read += sum(len(sig) for month, sig in month_signatures(files).items() if cached.get(month, {}).get("sig") != sig)
+        # Files of months not cached: decoded, or (most) read from their footer.
+        to_read += sum(len(sig) for month, sig in month_signatures(files).items() if deep or cached.get(month, {}).get("sig") != sig)
         tasks.append(SymbolTask(
             str(layout.root), trade_type, interval.text, name, files, segments.get(name, []), cached, store.archive(name),
             time.time_ns(), yesterday,  # real clock, not settings.now(): it is compared with file mtimes
