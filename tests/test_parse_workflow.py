@@ -147,6 +147,22 @@ def test_deleted_partition_is_rebuilt(base: Path, layout: Layout) -> None:
     assert parse(base).files == 1 and path.exists()
 
 
+def test_truncated_partition_is_rebuilt_though_its_zips_are_unchanged(monkeypatch, capsys, base: Path, layout: Layout) -> None:
+    days = [date(2024, 1, 5), date(2024, 1, 6)]
+    for day in days:
+        put_kline_day(layout, SPOT, "BTCUSDT", "1m", day, kline_csv(day_times(day)))
+    parse(base)
+    path = layout.parsed_kline_partition(SPOT, "BTCUSDT", "1m", 2024, 1)
+    whole = pq.read_table(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # a copy cut short
+    code, out, err = run_cli(monkeypatch, capsys, base, "aws_kline", "parse", "spot", "1m", "BTCUSDT")
+    assert code == 0 and "files=2 " in out and "failed=0" in out
+    assert "unreadable and was rebuilt" in err
+    assert pq.read_table(path).equals(whole)
+    assert parse(base).files == 0
+
+
 def test_legacy_partition_is_adopted_and_extended(base: Path, layout: Layout) -> None:
     # bhds.py (polars) wrote January 1-2; its zips are older than the partition. Jan 3 is new.
     old_ns = 1_700_000_000 * 10**9

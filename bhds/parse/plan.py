@@ -1,7 +1,8 @@
 """Decide what a parse run must do: which months are due, from the verified zips and the ledger.
 
-Planning only stats files (one directory scan per symbol) and reads the ledger, so a run with
-nothing new is close to instant; reading partitions is left to the workers.
+Planning only stats files (one directory scan per symbol), reads the ledger and the last four
+bytes of each partition, so a run with nothing new is close to instant; reading partitions is
+left to the workers.
 """
 
 from __future__ import annotations
@@ -46,6 +47,20 @@ def _existing_files(directory: Path) -> set[str]:
         return set()
 
 
+def _ends_like_parquet(path: Path) -> bool:
+    """Whether the file ends with Parquet's magic: a cheap test (one small read) that catches a
+    partition cut short by a full disk or an interrupted copy, which its zips would not reveal."""
+    try:
+        with open(path, "rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            if size < 12:  # magic + footer length + magic
+                return False
+            handle.seek(size - 4)
+            return handle.read(4) == b"PAR1"
+    except OSError:
+        return False
+
+
 def _verified(plan: SymbolPlan, directory: Path, archive_sizes: dict[str, int]) -> list[SourceZip]:
     """Zips with a `.verified` marker, less those the archive stage's manifest knows at another size.
 
@@ -79,7 +94,7 @@ def plan_klines(layout: Layout, trade_type: TradeType, symbol: str, interval: st
     existing = _existing_files(layout.parsed_kline_dir(trade_type, symbol, interval))
     for (year, month), sources in sorted(by_month.items()):
         path = layout.parsed_kline_partition(trade_type, symbol, interval, year, month)
-        due = force or path.name not in existing or any(s.status != DONE for s in sources)
+        due = force or path.name not in existing or any(s.status != DONE for s in sources) or not _ends_like_parquet(path)
         if not due:
             plan.up_to_date += len(sources)
             continue
