@@ -7,10 +7,13 @@ atomic on POSIX: a reader (or a run killed at any instant) sees the old file or 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import fcntl
+import functools
 import os
 import shutil
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -196,11 +199,19 @@ def link_or_copy(source: Path, target: Path) -> None:
 
 
 def replace_dir(new: Path, target: Path) -> None:
-    """Swap the fully built directory `new` in for `target`: old aside, new in, old deleted.
+    """Swap the fully built directory `new` in for `target`, then delete the old tree.
 
-    Readers see the old tree or the new one, never a half-built one. A run killed between the
-    two renames leaves the old tree aside; `recover_dir` puts it back.
+    Readers see the old tree or the new one, never a half-built one. On Linux the two trade places
+    in one atomic step (renameat2 RENAME_EXCHANGE), so `target` never goes missing. Elsewhere the
+    old tree is renamed aside and the new one in; a run killed between those two renames leaves the
+    old tree aside, and `recover_dir` puts it back.
     """
+    try:
+        if target.exists() and _exchange(new, target):
+            shutil.rmtree(new, ignore_errors=True)  # `new` now holds the old tree
+            return
+    except OSError as exc:
+        raise _disk_error(target, exc) from exc
     aside = retired_dir(target, uuid.uuid4().hex[:8])
     try:
         if target.exists():
@@ -211,6 +222,38 @@ def replace_dir(new: Path, target: Path) -> None:
             os.rename(aside, target)
         raise _disk_error(target, exc) from exc
     shutil.rmtree(aside, ignore_errors=True)
+
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+# Errors meaning "this kernel or file system cannot exchange": fall back to two renames.
+_NO_EXCHANGE = {errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EPERM}
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two existing paths; False when the platform cannot (not Linux, old kernel or libc)."""
+    renameat2 = _renameat2()
+    if renameat2 is None:
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in _NO_EXCHANGE:
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
+@functools.cache
+def _renameat2():  # noqa: ANN202 - a ctypes function or None
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # glibc before 2.28, or another libc without it
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    function.restype = ctypes.c_int
+    return function
 
 
 def recover_dir(target: Path) -> None:

@@ -371,6 +371,35 @@ def test_replace_dir_and_recovery_after_a_kill_between_the_renames(tmp_path: Pat
     assert (target / "A.pqt").read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["1m"]
 
 
+def test_replace_dir_swaps_in_one_step_where_the_kernel_can(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bhds import storage
+
+    if storage._renameat2() is None:
+        pytest.skip("no renameat2 here: the two-rename path is tested above")
+    target = tmp_path / "1m"
+    target.mkdir()
+    (target / "A.pqt").write_text("old")
+    new = staging_dir(target, "dddd")
+    new.mkdir()
+    (new / "A.pqt").write_text("new")
+
+    def no_rename(*args: object) -> None:  # any two-step swap would have a moment without `target`
+        raise AssertionError("os.rename used: the swap was not atomic")
+
+    monkeypatch.setattr(os, "rename", no_rename)
+    replace_dir(new, target)
+    assert (target / "A.pqt").read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["1m"]
+
+    # Where the file system cannot exchange, the two renames still do the job.
+    monkeypatch.undo()
+    monkeypatch.setattr(storage, "_exchange", lambda a, b: False)
+    newer = staging_dir(target, "eeee")
+    newer.mkdir()
+    (newer / "A.pqt").write_text("newer")
+    replace_dir(newer, target)
+    assert (target / "A.pqt").read_text() == "newer" and sorted(p.name for p in tmp_path.iterdir()) == ["1m"]
+
+
 def test_a_run_killed_halfway_leaves_the_previous_results(tmp_path: Path, layout: Layout) -> None:
     for i in range(12):
         write_archive(layout, SPOT, f"S{i:02d}USDT", "1m", klines(steps("2024-01-01", "2024-01-21"), 10.0 + i, seed=i))
