@@ -216,8 +216,11 @@ def test_download_kline_writes_what_the_server_holds(env, tt, market, symbol, in
     assert sorted(files) == days
     for d, path in files.items():
         assert read_table(path).equals(rest_day(spec, interval, d, fake.universe.now_ms))
-    per_day = {"spot": 2 if interval == "1m" else 1}.get(tt, 1)
+    # Spot: 1000 + 440 bars. Futures: three calls of 480 bars weigh 6, one of 1440 would weigh 10.
+    per_day = (2 if tt == "spot" else 3) if interval == "1m" else 1
     assert fake.stats.requests[KLINES[tt]] == per_day * 3
+    if tt != "spot" and interval == "1m":
+        assert fake.stats.weight_max[market] <= 3 * 6 + 1  # + exchangeInfo (less if a minute rolled over)
     if tt == "cm_futures":
         sizes = json.loads(layout.cache_file("cm_contract_sizes.json").read_text())
         assert sizes == {"BTCUSD_PERP": 100.0, "ETHUSD_PERP": 10.0, "BTCUSD_250328": 100.0}

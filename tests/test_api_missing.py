@@ -79,6 +79,26 @@ def test_plan_day_uses_the_fewest_exact_windows():
     assert plan_day(day, parse_interval("1d", archive=True), 1000) == [Window(start, start + DAY_MS - 1, 1)]
 
 
+def test_plan_day_takes_the_least_weight_the_market_charges():
+    from bhds.api.markets import market_for
+    from bhds.settings import load_settings
+
+    day = date(2025, 1, 2)
+    start = day_ms(day)
+    settings = load_settings()
+    spot, um, cm = (market_for(settings, tt) for tt in ("spot", "um_futures", "cm_futures"))
+    # Spot charges 2 a call whatever the limit: the fewest calls, as without a weight.
+    assert plan_day(day, M1, spot.max_bars, spot.kline_weight) == plan_day(day, M1, spot.max_bars)
+    # Futures: 1440 bars in one call weigh 10, in two of 720 also 10, in three of 480 only 6.
+    for market in (um, cm):
+        windows = plan_day(day, M1, market.max_bars, market.kline_weight)
+        assert windows == [Window(start + i * 480 * 60_000, start + (i + 1) * 480 * 60_000 - 1, 480) for i in range(3)]
+        assert sum(market.kline_weight(w.limit) for w in windows) == 6
+    # Coarser intervals fit one call already at the lowest price for their size.
+    assert [w.limit for w in plan_day(day, parse_interval("5m", archive=True), 1500, um.kline_weight)] == [288]
+    assert [w.limit for w in plan_day(day, parse_interval("15m", archive=True), 1500, um.kline_weight)] == [96]
+
+
 def _row(t: int, price: str = "1.5") -> list:
     return [t, price, price, price, price, "2.0", t + 59_999, "3.0", 7, "1.0", "1.5", "0"]
 

@@ -99,7 +99,7 @@ class KlineFiller:
 
         Symbols with a tail too short for a probe to save anything keep it unprobed.
         """
-        per_day = len(plan_day(date(2000, 1, 1), self.interval, self.client.market.max_bars))
+        per_day = len(self._plan(date(2000, 1, 1)))
         kept: dict[str, list[date]] = {}
         to_probe = []
         for symbol, days in tails.items():
@@ -134,10 +134,14 @@ class KlineFiller:
     # ---- one day ---------------------------------------------------------------------------
     async def fetch_day(self, job: DayJob) -> pa.Table:
         parts = []
-        for window in plan_day(job.day, self.interval, self.client.market.max_bars):
+        for window in self._plan(job.day):
             rows = await self.client.klines(job.symbol, self.interval.rest_name, window.start_ms, window.end_ms, window.limit)
             parts.append(self._converted(rows_to_table, rows))
         return finish_day(parts, job.day, self.interval, self.now_ms)
+
+    def _plan(self, day: date) -> list:
+        market = self.client.market
+        return plan_day(day, self.interval, market.max_bars, market.kline_weight)
 
     def _converted(self, convert: Callable, rows: list) -> pa.Table:
         """`convert(rows)`; an answer of the wrong shape fails the item, not the run."""
