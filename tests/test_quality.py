@@ -471,3 +471,86 @@ def test_archive_listing_is_reused_until_the_directory_changes(store: Layout) ->
     (directory / "AAAUSDT-1m-2024-02-03.zip").write_bytes(b"")
     again = by_symbol(run_json(symbols=("AAAUSDT",))[0])["AAAUSDT"]
     assert (again["days_in_archive"], again["days_verified"]) == (5, 3)  # 02-04 gone, 02-03 new and unverified
+
+
+# ---- edges found in review ----
+
+def test_one_missing_bar_is_never_reported_complete(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setenv("CRYPTO_BASE_DIR", str(tmp_path))
+    monkeypatch.setenv("BHDS_NOW", NOW)
+    layout = Layout(tmp_path / "binance_data")
+    # 1 minute missing of 30 days: 99.9977%, which rounding would show as 100.00.
+    write(layout.parsed_kline_partition(TradeType.spot, "AUSDT", "1m", 2024, 1),
+          klines("2024-01-01 00:00", "2024-01-30 23:59", drop=("2024-01-15 12:00", "2024-01-15 12:00")))
+    write(layout.parsed_kline_partition(TradeType.spot, "BUSDT", "1m", 2024, 1), klines("2024-01-01 00:00", "2024-01-30 23:59"))
+    records = by_symbol(run_json()[0])
+    assert (records["AUSDT"]["bars_missing"], records["AUSDT"]["completeness_pct"]) == (1, 99.99)
+    assert records["BUSDT"]["completeness_pct"] == 100.0
+    code, out, err = cli(["quality", "report", "spot", "1m", "--fail-under", "100"], capsys)
+    assert code == 3 and "bhds: failed: AUSDT: completeness 99.99% is below 100%" in err and "BUSDT" not in err
+    assert "1 below 100%: AUSDT" in out
+    code, _, err = cli(["quality", "report", "spot", "1m", "--fail-under", "99.99"], capsys)
+    assert code == 0, err  # 99.9977 is not below 99.99
+
+
+def test_days_behind_of_weekly_and_monthly_candles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CRYPTO_BASE_DIR", str(tmp_path))
+    monkeypatch.setenv("BHDS_NOW", NOW)  # 2024-02-10 12:00: January's 1mo and the week of 01-29 are the last closed
+    layout = Layout(tmp_path / "binance_data")
+    write(layout.parsed_kline_partition(TradeType.spot, "MUSDT", "1mo", 2024, 1), klines("2024-01-01 00:00", "2024-01-01 00:00", DAY))
+    write(layout.parsed_kline_partition(TradeType.spot, "WUSDT", "1w", 2024, 1),
+          klines("2024-01-01 00:00", "2024-01-29 00:00", 7 * DAY))
+    write(layout.parsed_kline_partition(TradeType.spot, "VUSDT", "1w", 2024, 1),
+          klines("2024-01-01 00:00", "2024-01-15 00:00", 7 * DAY))  # the weeks of 01-22 and 01-29 are missing
+    write(layout.parsed_kline_partition(TradeType.spot, "DUSDT", "1d", 2024, 2), klines("2024-02-01 00:00", "2024-02-07 00:00", DAY))
+    assert by_symbol(run_json(interval="1mo")[0])["MUSDT"]["days_behind"] == 0
+    weekly = by_symbol(run_json(interval="1w")[0])
+    # VUSDT's last week (01-15) covers the days to 01-21; yesterday is 02-09.
+    assert (weekly["WUSDT"]["days_behind"], weekly["VUSDT"]["days_behind"]) == (0, 19)
+    assert by_symbol(run_json(interval="1d")[0])["DUSDT"]["days_behind"] == 2
+
+
+def test_a_partition_of_the_wrong_type_keeps_its_symbol_in_the_report(store: Layout, tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture) -> None:
+    path = store.parsed_kline_partition(TradeType.spot, "BBBUSDT", "1m", 2024, 2)
+    t = table(klines("2024-02-02 08:00", "2024-02-04 23:59"))
+    times = t.column(0).cast(pa.int64()).to_numpy().astype(np.float64)
+    times[5] = np.nan  # float milliseconds with a NaN, as another tool might write them
+    pq.write_table(t.set_column(0, "candle_begin_time", pa.array(times)), path)
+    png = tmp_path / "q.png"
+    code, out, err = cli(["quality", "report", "spot", "1m", "--format", "json", "--plot", str(png)], capsys)
+    assert code == 3 and f"bhds: failed: BBBUSDT: cannot read {path}" in err
+    records = by_symbol(json.loads("\n".join(out.splitlines()[:-1])))
+    assert set(records) == {"AAAUSDT", "BBBUSDT", "CCCUSDT"} and records["BBBUSDT"]["errors"]
+    assert png.stat().st_size > 10_000
+
+
+def test_state_and_cache_values_of_the_wrong_shape_are_ignored(store: Layout) -> None:
+    store.state_dir.mkdir(parents=True, exist_ok=True)
+    prefix = kline_files_prefix(TradeType.spot, "AAAUSDT", "1m")
+    with sqlite3.connect(store.state_db) as conn:
+        conn.execute("CREATE TABLE archive_files (key TEXT PRIMARY KEY, last_modified)")
+        conn.executemany("INSERT INTO archive_files VALUES (?, ?)", [
+            (prefix + "AAAUSDT-1m-2024-01-29.zip", "inf"), (prefix + "AAAUSDT-1m-2024-01-30.zip", 10**17),
+            (prefix + "AAAUSDT-1m-2024-01-31.zip", "0000-01-01"), (prefix + "AAAUSDT-1m-2024-02-01.zip", "NaN"),
+        ])
+    cache = store.cache_file("quality-spot-1m.json")
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps({"format": "bhds-quality-cache/4", "scope": "spot/1m", "symbols": {
+        "AAAUSDT": [], "BBBUSDT": {"months": [], "archive": None}, "CCCUSDT": {"months": {}, "archive": []}}}))
+    doc, summary = run_json()
+    records = by_symbol(doc)
+    assert summary.failed == 0 and records["AAAUSDT"]["archive_last_modified"] is None
+    assert (records["AAAUSDT"]["completeness_pct"], records["BBBUSDT"]["completeness_pct"], records["CCCUSDT"]["days_in_archive"]) == (
+        84.82, 100.0, 2)
+
+
+def test_deep_lists_the_archive_again(store: Layout) -> None:
+    directory = store.local_for_key(kline_files_prefix(TradeType.spot, "AAAUSDT", "1m"))
+    past = 1_600_000_000_000_000_000
+    os.utime(directory, ns=(past, past))
+    assert by_symbol(run_json(symbols=("AAAUSDT",))[0])["AAAUSDT"]["days_in_archive"] == 5
+    (directory / "AAAUSDT-1m-2024-02-04.zip").unlink()
+    os.utime(directory, ns=(past, past))  # the cached listing would still say 5
+    assert by_symbol(run_json(symbols=("AAAUSDT",), deep=True)[0])["AAAUSDT"]["days_in_archive"] == 4

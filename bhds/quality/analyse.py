@@ -19,7 +19,7 @@ from bhds.quality.grid import Grid
 from bhds.quality.pieces import PieceStats, month_stats, read_piece
 from bhds.quality.record import build_record
 from bhds.quality.segments import Segment, read_segment
-from bhds.quality.series import DayView, day_view, stitch
+from bhds.quality.series import DayView, SeriesFigures, day_view, stitch
 from bhds.types import TradeType, parse_interval
 
 
@@ -100,8 +100,8 @@ def analyse_symbol(task: SymbolTask) -> SymbolResult:
 
     fig = stitch(pieces, grid)
     fig.api_empty_days.update(task.api_empty_days)
-    archive = inventory.archive_files(layout, task.trade_type, task.symbol, task.interval, cached=task.cached_archive,
-                                      now_ns=task.now_ns)
+    archive = inventory.archive_files(layout, task.trade_type, task.symbol, task.interval,
+                                      cached=None if task.deep else task.cached_archive, now_ns=task.now_ns)
     view = day_view(fig, grid, archive.days)
 
     segments: list[Segment] = []
@@ -128,6 +128,14 @@ def analyse_symbol(task: SymbolTask) -> SymbolResult:
     )
     listing = archive.to_json() if archive.dir_mtime_ns is not None else None
     return SymbolResult(record, view, entries, listing, files_read, rows_read, bytes_read, summaries_used, errors)
+
+
+def failed_result(task: SymbolTask, message: str) -> SymbolResult:
+    """The record of a symbol whose analysis failed: nothing known but the error."""
+    grid = Grid(parse_interval(task.interval))
+    record = build_record(task.symbol, grid, SeriesFigures(), None, inventory.ArchiveFiles(), [], None,
+                          yesterday=task.yesterday, last_modified_ms=task.last_modified_ms, errors=[message])
+    return SymbolResult(record, None, {}, errors=[message])
 
 
 def _footer(path: str) -> pq.FileMetaData | None:

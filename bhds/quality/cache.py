@@ -34,7 +34,9 @@ class PieceCache:
         try:
             data = json.loads(path.read_text())
             if data.get("format") == FORMAT and data.get("scope") == scope and isinstance(data.get("symbols"), dict):
-                return cls(path, scope, data["symbols"])
+                # Entries of the wrong shape (a hand edit, another version) are dropped, not trusted.
+                symbols = {name: entry for name, entry in data["symbols"].items() if _well_formed(entry)}
+                return cls(path, scope, symbols)
         except FileNotFoundError:
             pass
         except (OSError, ValueError, AttributeError) as exc:
@@ -64,6 +66,13 @@ class PieceCache:
             storage.write_bytes(body.encode(), self.path)
         except DataError as exc:
             log.warning("could not save the quality cache (%s); the next report reads every file again", exc)
+
+
+def _well_formed(entry: object) -> bool:
+    if not isinstance(entry, dict) or not isinstance(entry.get("months"), dict):
+        return False
+    archive = entry.get("archive")
+    return (archive is None or isinstance(archive, dict)) and all(isinstance(m, dict) for m in entry["months"].values())
 
 
 def lookup(entries: Entries, month: str, sig: list) -> PieceStats | None:

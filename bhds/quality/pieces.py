@@ -111,10 +111,9 @@ def times_ms(column: pa.ChunkedArray) -> pa.Array:
 def read_arrays(path: str) -> Arrays:
     """The six checked columns of a kline Parquet file as numpy arrays (rows with no time dropped)."""
     try:
-        table = pq.ParquetFile(path).read(columns=COLUMNS, use_threads=False)
-    except (OSError, pa.ArrowException, KeyError) as exc:
+        return table_arrays(pq.ParquetFile(path).read(columns=COLUMNS, use_threads=False))
+    except (OSError, pa.ArrowException, KeyError, ValueError) as exc:  # ValueError: columns of the wrong type
         raise DataError(f"cannot read {path} ({exc}): delete it and run the step that writes it again") from exc
-    return table_arrays(table)
 
 
 def table_arrays(table: pa.Table) -> Arrays:

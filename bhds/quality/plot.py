@@ -84,7 +84,7 @@ def draw(path: Path, symbols: list[str], views: list[DayView | None], *, title: 
     n_rows, n_cols = image.shape[:2]
     # Fixed margins in inches (labels left, dates and legend below) instead of tight_layout,
     # which would draw the whole figure once more just to measure it.
-    left, right, top, bottom = 0.25 + 0.065 * max(len(s) for s in symbols), 0.2, 0.45, 1.35
+    left, right, top, bottom = 0.25 + 0.065 * max((len(s) for s in symbols), default=0), 0.2, 0.45, 1.35
     width = min(24.0, max(8.0, left + right + 0.16 * n_cols))
     height = min(48.0, max(3.0, top + bottom + 0.14 * n_rows))
     fig = Figure(figsize=(width, height), dpi=100)

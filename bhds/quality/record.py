@@ -12,7 +12,9 @@ and each <symbol> has exactly these keys, in this order:
 
     symbol                 str
     first_day, last_day    day|null   first/last day holding a candle or an archive zip
-    days_behind            int|null   whole days from last_day to yesterday (0 = up to date)
+    days_behind            int|null   whole days from the end of the data (last_day; for intervals over
+                                      a day the last candle's close) to yesterday; 0 = up to date, or
+                                      no further candle could have closed yet
     days_expected          int|null   days in the expected window (null for intervals over 1d)
     days_in_archive        int        daily zips in the mirror
     days_verified          int        ... of which carry a `.verified` marker
@@ -26,7 +28,8 @@ and each <symbol> has exactly these keys, in this order:
                                       archive-only days)
     bars_present           int        distinct candles on the grid inside the window
     bars_missing           int        bars_expected - bars_present
-    completeness_pct       float|null 100 * bars_present / bars_expected, 2 decimals
+    completeness_pct       float|null 100 * bars_present / bars_expected, rounded down to 2 decimals
+                                      (100.0 only when no bar is missing)
     holes                  int        runs of missing bars between two candles
     longest_hole           {after: time, bars: int}|null   after = the candle before it
     duplicate_rows         int        rows repeating a time inside one Parquet file
@@ -96,13 +99,14 @@ def build_record(
         days_expected = days_missing = days_partial = None
         bars_present = fig.rows - fig.misaligned
         bars_expected = (grid.unit(fig.last) - grid.unit(fig.first)) // grid.step + 1 if fig.first is not None else 0
-    completeness = round(100.0 * bars_present / bars_expected, 2) if bars_expected else None
+    # Rounded down, in integers: 1 bar missing of 43,200 is 99.99, never a reassuring 100.00.
+    completeness = (10_000 * int(bars_present) // int(bars_expected)) / 100 if bars_expected else None
 
     return {
         "symbol": symbol,
         "first_day": iso_day(first_day),
         "last_day": iso_day(last_day),
-        "days_behind": max(0, yesterday - last_day) if last_day is not None else None,
+        "days_behind": _days_behind(grid, fig.last, last_day, yesterday),
         "days_expected": days_expected,
         "days_in_archive": len(archive.days),
         "days_verified": archive.verified,
@@ -135,6 +139,26 @@ def build_record(
         "archive_last_modified": iso_ms(last_modified_ms),
         "errors": list(errors),
     }
+
+
+def _days_behind(grid: Grid, last_open_ms: int | None, last_day: int | None, yesterday: int) -> int | None:
+    """Whole days the data ends before yesterday. A candle of a week or a month covers the days to its
+    close, and none is due while the next one could not have closed by yesterday's end."""
+    if last_day is None:
+        return None
+    if last_open_ms is not None and (grid.is_months or grid.interval.ms > DAY_MS):
+        close = grid.close_ms(last_open_ms)
+        if (grid.close_ms(close) - 1) // DAY_MS > yesterday:
+            return 0
+        last_day = max(last_day, (close - 1) // DAY_MS)
+    return max(0, yesterday - last_day)
+
+
+def is_below(record: dict, fail_under: float) -> bool:
+    """Whether the symbol is less complete than `fail_under` percent, on the exact ratio (not the rounded
+    figure); a symbol without any expected bar counts as below."""
+    expected = record["bars_expected"]
+    return not expected or 100 * record["bars_present"] < fail_under * expected
 
 
 def worst_first(record: dict) -> tuple:

@@ -6,7 +6,7 @@ import csv
 import io
 import json
 
-from bhds.quality.record import SCHEMA
+from bhds.quality.record import SCHEMA, is_below
 from bhds.types import parse_interval
 
 FORMATS = ("table", "json", "csv")
@@ -152,6 +152,6 @@ def render_table(doc: dict) -> str:
     title = f"bhds quality report: {doc['trade_type']} {doc['interval']}, {len(records)} symbols, worst first"
     footer = []
     if doc["fail_under"] is not None:
-        below = [r["symbol"] for r in records if (r["completeness_pct"] or 0.0) < doc["fail_under"]]
+        below = [r["symbol"] for r in records if is_below(r, doc["fail_under"])]
         footer.append(f"{len(below)} below {doc['fail_under']:g}%" + (f": {', '.join(below)}" if below else ""))
     return "\n".join([title, *lines, *footer, LEGEND])

@@ -16,6 +16,7 @@ Anything absent, unreadable or of an unexpected shape leaves the figure unknown 
 from __future__ import annotations
 
 import logging
+import math
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -49,12 +50,19 @@ def _first(columns: list[str], wanted: tuple[str, ...]) -> str | None:
     return next((lower[w] for w in wanted if w in lower), None)
 
 
+# LastModified outside these years is a broken value, not a date to report (or to crash on).
+_SANE_MS = (1_230_768_000_000, 4_102_444_800_000)  # 2009-01-01 .. 2100-01-01
+
+
 def _epoch_ms(value: object) -> int | None:
-    """LastModified as ISO text (`2024-01-02T03:04:05.000Z`) or epoch seconds / ms."""
+    """LastModified as ISO text (`2024-01-02T03:04:05.000Z`) or epoch seconds / ms; None if not a sane time."""
     if value is None:
         return None
     if isinstance(value, (int, float)):
-        return int(value if value > 1e11 else value * 1000)
+        if not math.isfinite(value):
+            return None
+        ms = int(value if value > 1e11 else value * 1000)
+        return ms if _SANE_MS[0] <= ms < _SANE_MS[1] else None
     text = str(value).strip()
     try:
         return _epoch_ms(float(text))
@@ -69,7 +77,7 @@ def _epoch_ms(value: object) -> int | None:
             return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
-    return int(parsed.timestamp() * 1000)
+    return _epoch_ms(int(parsed.timestamp() * 1000))
 
 
 def read_facts(db_path: Path, trade_type: TradeType, interval: str, symbols: list[str]) -> StateFacts:

@@ -14,11 +14,11 @@ from bhds.paths import Layout
 from bhds.progress import bar
 from bhds.quality import plot as plotting
 from bhds.quality import report as rendering
-from bhds.quality.analyse import SymbolTask, analyse_symbol
+from bhds.quality.analyse import SymbolTask, analyse_symbol, failed_result
 from bhds.quality.cache import PieceCache, month_signatures
 from bhds.quality.grid import iso_ms
 from bhds.quality.inventory import discover_symbols, kline_files, result_files
-from bhds.quality.record import worst_first
+from bhds.quality.record import is_below, worst_first
 from bhds.quality.statedb import read_facts
 from bhds.settings import Settings
 from bhds.types import DAY_MS, Interval, RunSummary, TradeType, parse_interval
@@ -83,7 +83,9 @@ def report(
         for task, outcome in imap_isolated(analyse_symbol, tasks, jobs):
             progress.update()
             if isinstance(outcome, BaseException):
+                # The symbol stays in the report, with the error, rather than vanishing from it.
                 summary.fail(f"{task.symbol}: {outcome}")
+                results[task.symbol] = failed_result(task, str(outcome))
                 continue
             results[task.symbol] = outcome
             store.replace(task.symbol, outcome.entries, outcome.archive)
@@ -99,12 +101,13 @@ def report(
     for record in records:
         pct = record["completeness_pct"]
         if pct is None:
-            summary.fail(f"{record['symbol']}: no parsed or API {interval.text} candles and no archive zips on disk")
-        elif fail_under is not None and pct < fail_under:
+            if not record["errors"]:  # an unreadable store was reported as such already
+                summary.fail(f"{record['symbol']}: no parsed or API {interval.text} candles and no archive zips on disk")
+        elif fail_under is not None and is_below(record, fail_under):
             summary.fail(f"{record['symbol']}: completeness {pct:.2f}% is below {fail_under:g}%")
     summary.notes["symbols"] = len(records)
     if fail_under is not None:
-        summary.notes["below"] = sum(1 for r in records if (r["completeness_pct"] or 0.0) < fail_under)
+        summary.notes["below"] = sum(1 for r in records if is_below(r, fail_under))
 
     doc = rendering.document(
         records, trade_type=trade_type.value, interval=interval.text, generated_at=iso_ms(int(settings.now().timestamp() * 1000)),
@@ -118,7 +121,7 @@ def report(
 
     if plot is not None:
         order = [r["symbol"] for r in records]
-        labels = [r["symbol"] + ("" if r["completeness_pct"] is None else f"  {r['completeness_pct']:.1f}%") for r in records]
+        labels = [r["symbol"] + ("" if r["completeness_pct"] is None else f"  {r['completeness_pct']:.2f}%") for r in records]
         plotting.draw(Path(plot), labels, [results[s].view for s in order],
                       title=f"bhds quality: {trade_type.value} {interval.text} completeness, {len(order)} symbols, worst first")
     return summary
