@@ -554,3 +554,22 @@ def test_deep_lists_the_archive_again(store: Layout) -> None:
     (directory / "AAAUSDT-1m-2024-02-04.zip").unlink()
     os.utime(directory, ns=(past, past))  # the cached listing would still say 5
     assert by_symbol(run_json(symbols=("AAAUSDT",), deep=True)[0])["AAAUSDT"]["days_in_archive"] == 4
+
+
+def test_funding_from_the_api_alone_takes_the_spacing_of_its_settlements(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CRYPTO_BASE_DIR", str(tmp_path))
+    monkeypatch.setenv("BHDS_NOW", NOW)
+    layout = Layout(tmp_path / "binance_data")
+    tt = TradeType.um_futures
+    write(layout.parsed_kline_partition(tt, "NEWUSDT", "1m", 2024, 1), klines("2024-01-10 00:00", "2024-01-10 23:59"))
+    # A symbol listed after the archive's last month: 4-hourly settlements from the API only, 01-10 08:00 missing.
+    times = [ms("2024-01-10 00:00") + i * 4 * 3_600_000 + i % 7 for i in range(12) if i != 2]
+    api = pa.table({
+        "funding_time": pa.array(times).cast(pa.timestamp("ms", tz="UTC")),
+        "candle_begin_time": pa.array([t // 3_600_000 * 3_600_000 for t in times]).cast(pa.timestamp("ms", tz="UTC")),
+        "funding_rate": pa.array([0.0001] * len(times)),
+    }, schema=API_FUNDING_SCHEMA)
+    layout.api_funding_dir(tt).mkdir(parents=True)
+    pq.write_table(api, layout.api_funding_file(tt, "NEWUSDT"))
+    funding = by_symbol(run_json("um_futures")[0])["NEWUSDT"]["funding"]
+    assert (funding["records"], funding["expected"], funding["missing"], funding["coverage_pct"]) == (11, 12, 1, 91.66)

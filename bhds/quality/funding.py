@@ -3,7 +3,8 @@
 Settlement times carry a few ms of jitter, so they are matched on the nearest minute. The expected
 count walks consecutive settlements: a gap of k intervals means k-1 missing ones, where the
 interval is the larger of the two neighbours' `funding_interval_hours` (so the switch from 8 h to
-4 h is not counted as a miss). API records have no interval column; they take the last known one.
+4 h is not counted as a miss). API records have no interval column; they take the last known one,
+or, with no archive funding at all, the most common spacing of the API's own settlements.
 """
 
 from __future__ import annotations
@@ -108,7 +109,8 @@ def funding_figures(parsed: Path | None, api: Path | None) -> FundingFigures | N
     order = np.lexsort((-all_hours, all_minutes))
     all_minutes, all_hours = all_minutes[order], all_hours[order]
     first_of_minute = np.concatenate(([True], all_minutes[1:] != all_minutes[:-1]))
-    times, hrs = all_minutes[first_of_minute], _fill_hours(all_hours[first_of_minute])
+    times = all_minutes[first_of_minute]
+    hrs = _fill_hours(all_hours[first_of_minute], times)
 
     out.records = len(times)
     out.first, out.last = int(times[0]) * MINUTE_MS, int(times[-1]) * MINUTE_MS
@@ -120,19 +122,26 @@ def funding_figures(parsed: Path | None, api: Path | None) -> FundingFigures | N
     else:
         out.expected = 1
     out.missing = out.expected - out.records
-    out.coverage_pct = round(100.0 * out.records / out.expected, 2)
+    out.coverage_pct = (10_000 * out.records // out.expected) / 100  # rounded down, as completeness
     return out
 
 
-def _fill_hours(hours: np.ndarray) -> np.ndarray:
-    """Unknown (0) intervals take the previous known one, then the next one, else 8 h."""
+def _fill_hours(hours: np.ndarray, minutes: np.ndarray) -> np.ndarray:
+    """Unknown (0) intervals take the previous known one, then the next one; with none known, the
+    most common whole-hour spacing of the settlements (8 h for fewer than two)."""
     known = hours > 0
     if not known.any():
-        return np.full(len(hours), DEFAULT_INTERVAL_HOURS, dtype=np.int64)
+        return np.full(len(hours), _typical_hours(minutes), dtype=np.int64)
     index = np.where(known, np.arange(len(hours)), -1)
     np.maximum.accumulate(index, out=index)
     filled = np.where(index >= 0, hours[np.maximum(index, 0)], hours[np.argmax(known)])
     return filled.astype(np.int64)
+
+
+def _typical_hours(minutes: np.ndarray) -> int:
+    gaps = np.rint(np.diff(minutes) / 60).astype(np.int64)
+    gaps = gaps[gaps > 0]
+    return int(np.argmax(np.bincount(gaps))) if len(gaps) else DEFAULT_INTERVAL_HOURS
 
 
 def _changes(minutes: np.ndarray, hours: np.ndarray) -> list[dict]:
