@@ -1,4 +1,4 @@
-"""`python bench/run.py [--stage NAME] [--symbols N --days M] [--repeat K]`
+"""`python bench/run.py [--stage NAME] [--case TEXT] [--symbols N --days M] [--repeat K]`
 
 Builds a synthetic Binance archive of the chosen size with the same generator the tests use
 (`tests.fakebinance`), serves it from the fake Binance on 127.0.0.1, and times each stage found
@@ -36,6 +36,7 @@ def main() -> int:
     parser.add_argument("--symbols", type=int, default=10)
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--start", default="2024-07-01")
+    parser.add_argument("--case", help="only the cases whose name contains this text")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--work", type=Path, default=REPO / "bench" / "data", help="where archives and data dirs are built (reused)")
     args = parser.parse_args()
@@ -68,6 +69,8 @@ def main() -> int:
         for name in args.stage or _stage_names():
             module = importlib.import_module(f"bench.stages.{name}")
             for case in module.cases(ctx):
+                if args.case and args.case not in case.name:
+                    continue
                 print(f"[{name}] {case.name} ...", file=sys.stderr, flush=True)
                 result = run_case(ctx, case, args.repeat)
                 result["stage"] = name
