@@ -161,6 +161,25 @@ def cli(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
     return exit_info.value.code, captured.out, captured.err
 
 
+def futures_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, symbol: str) -> Layout:
+    """An empty UM store (clock pinned) with one day of `symbol`'s candles."""
+    monkeypatch.setenv("CRYPTO_BASE_DIR", str(tmp_path))
+    monkeypatch.setenv("BHDS_NOW", NOW)
+    layout = Layout(tmp_path / "binance_data")
+    write(layout.parsed_kline_partition(TradeType.um_futures, symbol, "1m", 2024, 1), klines("2024-01-10 00:00", "2024-01-10 23:59"))
+    return layout
+
+
+def write_api_funding(layout: Layout, symbol: str, times: list[int], rate: float) -> None:
+    api = pa.table({
+        "funding_time": pa.array(times).cast(pa.timestamp("ms", tz="UTC")),
+        "candle_begin_time": pa.array([t // 3_600_000 * 3_600_000 for t in times]).cast(pa.timestamp("ms", tz="UTC")),
+        "funding_rate": pa.array([rate] * len(times)),
+    }, schema=API_FUNDING_SCHEMA)
+    layout.api_funding_dir(TradeType.um_futures).mkdir(parents=True, exist_ok=True)
+    pq.write_table(api, layout.api_funding_file(TradeType.um_futures, symbol))
+
+
 # ---- figures ----
 
 def test_figures_match_the_injected_defects(store: Layout) -> None:
@@ -396,11 +415,8 @@ def test_state_db_facts_are_used_when_present(store: Layout) -> None:
 
 
 def test_funding_coverage_and_interval_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CRYPTO_BASE_DIR", str(tmp_path))
-    monkeypatch.setenv("BHDS_NOW", NOW)
-    layout = Layout(tmp_path / "binance_data")
+    layout = futures_store(tmp_path, monkeypatch, "FFFUSDT")
     tt = TradeType.um_futures
-    write(layout.parsed_kline_partition(tt, "FFFUSDT", "1m", 2024, 1), klines("2024-01-10 00:00", "2024-01-10 23:59"))
     # 8-hourly from 01-01 00:00 to 01-06 00:00 (16 settlements), then 4-hourly to 01-08 00:00 (12 more);
     # 01-02 16:00 and 01-07 04:00 are missing; 01-03 00:00 is written twice; times carry 0-9 ms of jitter.
     times = [ms("2024-01-01 00:00") + i * 8 * 3_600_000 for i in range(16)]
@@ -421,13 +437,7 @@ def test_funding_coverage_and_interval_changes(tmp_path: Path, monkeypatch: pyte
     pq.write_table(funding, layout.parsed_funding_file(tt, "FFFUSDT"))
     # The API overlaps the last two archive settlements and adds two newer ones.
     api_times = [ms("2024-01-07 20:00"), ms("2024-01-08 00:00") + 3, ms("2024-01-08 04:00"), ms("2024-01-08 08:00")]
-    api = pa.table({
-        "funding_time": pa.array(api_times).cast(pa.timestamp("ms", tz="UTC")),
-        "candle_begin_time": pa.array([t // 3_600_000 * 3_600_000 for t in api_times]).cast(pa.timestamp("ms", tz="UTC")),
-        "funding_rate": pa.array([0.0002] * 4),
-    }, schema=API_FUNDING_SCHEMA)
-    layout.api_funding_dir(tt).mkdir(parents=True)
-    pq.write_table(api, layout.api_funding_file(tt, "FFFUSDT"))
+    write_api_funding(layout, "FFFUSDT", api_times, 0.0002)
 
     doc, _ = run_json("um_futures")
     assert by_symbol(doc)["FFFUSDT"]["funding"] == {
@@ -557,19 +567,8 @@ def test_deep_lists_the_archive_again(store: Layout) -> None:
 
 
 def test_funding_from_the_api_alone_takes_the_spacing_of_its_settlements(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CRYPTO_BASE_DIR", str(tmp_path))
-    monkeypatch.setenv("BHDS_NOW", NOW)
-    layout = Layout(tmp_path / "binance_data")
-    tt = TradeType.um_futures
-    write(layout.parsed_kline_partition(tt, "NEWUSDT", "1m", 2024, 1), klines("2024-01-10 00:00", "2024-01-10 23:59"))
+    layout = futures_store(tmp_path, monkeypatch, "NEWUSDT")
     # A symbol listed after the archive's last month: 4-hourly settlements from the API only, 01-10 08:00 missing.
-    times = [ms("2024-01-10 00:00") + i * 4 * 3_600_000 + i % 7 for i in range(12) if i != 2]
-    api = pa.table({
-        "funding_time": pa.array(times).cast(pa.timestamp("ms", tz="UTC")),
-        "candle_begin_time": pa.array([t // 3_600_000 * 3_600_000 for t in times]).cast(pa.timestamp("ms", tz="UTC")),
-        "funding_rate": pa.array([0.0001] * len(times)),
-    }, schema=API_FUNDING_SCHEMA)
-    layout.api_funding_dir(tt).mkdir(parents=True)
-    pq.write_table(api, layout.api_funding_file(tt, "NEWUSDT"))
+    write_api_funding(layout, "NEWUSDT", [ms("2024-01-10 00:00") + i * 4 * 3_600_000 + i % 7 for i in range(12) if i != 2], 0.0001)
     funding = by_symbol(run_json("um_futures")[0])["NEWUSDT"]["funding"]
     assert (funding["records"], funding["expected"], funding["missing"], funding["coverage_pct"]) == (11, 12, 1, 91.66)
