@@ -440,6 +440,27 @@ def test_calendar_month_candles_are_filled_month_by_month(tmp_path: Path, layout
     assert df.funding_rate.tolist() == pytest.approx([0, 0, 0.3, 0, 0.3])
 
 
+@pytest.mark.parametrize("interval,step", [("3d", 3 * DAY), ("1w", 7 * DAY), ("1mo", None)])
+def test_candles_longer_than_a_day_split_only_at_a_real_hole(tmp_path: Path, layout: Layout, interval: str, step: int | None) -> None:
+    # Consecutive candles are `step` apart open to open, yet no day goes without a candle: no gap.
+    if step is None:
+        t = np.array([ms(f"{2023 + m // 12}-{m % 12 + 1:02d}-01") for m in range(14)], dtype=np.int64)
+    else:
+        t = ms("2024-01-01") + step * np.arange(14, dtype=np.int64)
+    price = 100 * 1.002 ** np.arange(14)  # prices change at every candle, as markets do
+    write_archive(layout, SPOT, "BTCUSDT", interval, klines(t, price))
+    kline_type(tmp_path, SPOT, interval)
+    assert {name: table.num_rows for name, table in results(tmp_path, SPOT, interval).items()} == {"BTCUSDT": 14}
+    # Three candles missing and a 49% jump: one split, the rows after the hole in the plain file.
+    kept = np.r_[0:6, 9:14]
+    holed = tmp_path / "holed"
+    write_archive(Layout(holed / "binance_data"), SPOT, "BTCUSDT", interval, klines(t[kept], np.where(kept < 6, 100.0, 149.0)))
+    kline_type(holed, SPOT, interval)
+    split = results(holed, SPOT, interval)
+    assert {name: table.num_rows for name, table in split.items()} == {"SP0_BTCUSDT": 6, "BTCUSDT": 5}
+    assert times(split["BTCUSDT"])[0] == t[9]
+
+
 def test_single_partition_with_no_trade_candles_and_no_api(tmp_path: Path, layout: Layout) -> None:
     # One partition gives read-only Arrow-backed arrays; the fill must still be able to patch them.
     table = klines(steps("2024-01-01", "2024-01-01T02:00"), 3.0).to_pandas()

@@ -231,3 +231,17 @@ def test_single_symbol_resample(tmp_path: Path, layout: Layout) -> None:
         assert [p.name for p in list_files(layout.resampled_dir(SPOT, "1h", offset), ".pqt")] == ["BTCUSDT.pqt"]
     with pytest.raises(InputError, match="no 1m results for NOPE"):
         generate.resample(settings_for(tmp_path), trade_type=SPOT, symbol="NOPE", resample_interval="1h", base_offset="20m")
+
+
+def test_a_nan_minute_does_not_blank_its_window_high_and_low(tmp_path: Path, layout: Layout) -> None:
+    # Another tool's 1m results with one NaN high and one NaN low: the legacy engine (polars max/min)
+    # skips them, so the window keeps the extremes of its other minutes.
+    table = write_results_1m(layout, SPOT, "BTCUSDT", steps("2024-03-01T00:00", "2024-03-01T02:00"))
+    high, low = table.column("high").to_numpy().copy(), table.column("low").to_numpy().copy()
+    high[10], low[70] = np.nan, np.nan
+    table = table.set_column(2, "high", pa.array(high)).set_column(3, "low", pa.array(low))
+    write_table(table, layout.results_kline_file(SPOT, "1m", "BTCUSDT"))
+    resample_type(tmp_path, SPOT, "1h", "0m")
+    bars = read(layout.resampled_file(SPOT, "1h", "0m", "BTCUSDT"))
+    assert bars.column("high").to_pylist() == [np.nanmax(high[:60]), np.nanmax(high[60:])]
+    assert bars.column("low").to_pylist() == [np.nanmin(low[:60]), np.nanmin(low[60:])]

@@ -5,22 +5,29 @@ from __future__ import annotations
 import numpy as np
 
 from bhds.generate.frame import SUM_COLUMNS, TIME, Columns
-from bhds.generate.grid import grid, slots
+from bhds.generate.grid import candle_ends, grid, slots
 from bhds.types import DAY_MS, Interval
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
 
 
-def gap_starts(t: np.ndarray, open_: np.ndarray, close: np.ndarray, *, min_days: int, min_price_chg: float) -> np.ndarray:
+def gap_starts(t: np.ndarray, open_: np.ndarray, close: np.ndarray, *, min_days: int, min_price_chg: float,
+               interval: Interval | None = None) -> np.ndarray:
     """Indices (into the traded candles given) of the first candle after each gap, ascending.
 
     gap1: more than `min_days` days without a candle and |open / previous close − 1| > min_price_chg;
     gap2: more than 2 × `min_days` days and any non-zero price change (strict, as the legacy tool).
     Taking them in row order is what keeps segments from overlapping when a symbol has several gaps.
+
+    The time is measured open to open, as the legacy tool does, for candles of a day or shorter.
+    A longer candle (3d, 1w, 1mo) covers days itself, so there the time runs from the previous
+    candle's close: consecutive weekly candles are 7 days apart and no gap at all.
     """
     if len(t) < 2:
         return np.empty(0, dtype=np.int64)
     elapsed = np.diff(t)
+    if interval is not None and (interval.is_calendar or interval.ms > DAY_MS):
+        elapsed = t[1:] - candle_ends(t[:-1], interval)
     with np.errstate(divide="ignore", invalid="ignore"):
         change = np.abs(open_[1:] / close[:-1] - 1)
     gap1 = (elapsed > min_days * DAY_MS) & (change > min_price_chg)

@@ -41,11 +41,12 @@ class _Runs:
     def last(self, values: np.ndarray) -> np.ndarray:
         return values[self.ends]
 
+    # fmax/fmin skip NaN as the legacy tool's polars max/min do: one NaN minute must not blank the bar.
     def max(self, values: np.ndarray) -> np.ndarray:
-        return np.maximum.reduceat(values, self.starts)
+        return np.fmax.reduceat(values, self.starts)
 
     def min(self, values: np.ndarray) -> np.ndarray:
-        return np.minimum.reduceat(values, self.starts)
+        return np.fmin.reduceat(values, self.starts)
 
     def sum(self, values: np.ndarray) -> np.ndarray:
         return np.add.reduceat(values, self.starts)

@@ -23,7 +23,7 @@ from bhds.generate.merge import base_volume_column, merge, traded, vwap
 from bhds.generate.resample import resample_columns
 from bhds.paths import PARQUET_SUFFIX, Layout, list_files, parquet_in, resampled_file_in
 from bhds.schema import API_FUNDING_SCHEMA, KLINE_SCHEMA, PARSED_FUNDING_SCHEMA, vwap_column
-from bhds.types import TradeType, parse_interval
+from bhds.types import Interval, TradeType, parse_interval
 
 _FUNDING_COLUMNS = [TIME, FUNDING]
 
@@ -68,12 +68,14 @@ def _funding_events(layout: Layout, job: KlineJob) -> tuple[np.ndarray, np.ndarr
     return funding_series(parsed, _read_funding(layout.api_funding_file(job.trade_type, job.symbol), API_FUNDING_SCHEMA))
 
 
-def _gap_starts(cols: Columns, rows: np.ndarray, job: KlineJob) -> np.ndarray:
+def _gap_starts(cols: Columns, rows: np.ndarray, job: KlineJob, interval: Interval) -> np.ndarray:
     if not job.split_gaps:
         return np.empty(0, dtype=np.int64)
     if len(rows) == len(cols[TIME]):  # every candle traded: no need to copy them out
-        return gap_starts(cols[TIME], cols["open"], cols["close"], min_days=job.min_days, min_price_chg=job.min_price_chg)
-    return gap_starts(cols[TIME][rows], cols["open"][rows], cols["close"][rows], min_days=job.min_days, min_price_chg=job.min_price_chg)
+        return gap_starts(cols[TIME], cols["open"], cols["close"], min_days=job.min_days, min_price_chg=job.min_price_chg,
+                          interval=interval)
+    return gap_starts(cols[TIME][rows], cols["open"][rows], cols["close"][rows], min_days=job.min_days,
+                      min_price_chg=job.min_price_chg, interval=interval)
 
 
 def build_klines(job: KlineJob) -> TaskResult:
@@ -99,7 +101,7 @@ def build_klines(job: KlineJob) -> TaskResult:
     events = _funding_events(layout, job)
     schema = frame.result_schema(job.interval, with_vwap=vwap_name is not None, with_funding=events is not None)
 
-    parts = segments(rows, _gap_starts(cols, rows, job))
+    parts = segments(rows, _gap_starts(cols, rows, job, interval))
     for i, (name, part) in enumerate(zip(segment_names(job.symbol, len(parts)), parts)):
         segment = frame.take(cols, part)
         if i == len(parts) - 1:
