@@ -36,7 +36,8 @@ _INTERVAL_RE = re.compile(r"^(\d+)(mo|s|m|T|h|H|d|w)$")
 
 @dataclass(frozen=True)
 class Interval:
-    """A kline interval such as `1m` or `1mo`. `text` is kept as typed: it is a path component."""
+    """A kline interval such as `1m` or `1mo`. `text` is a path component: as typed, or for an archive
+    interval as Binance spells it."""
 
     text: str
     count: int
@@ -82,8 +83,10 @@ def parse_interval(text: str, *, what: str = "interval", archive: bool = False, 
     count, unit = int(match.group(1)), _UNIT_ALIASES.get(match.group(2), match.group(2))
     if count == 0 and not allow_zero:
         raise InputError(f"{what} {text!r} is zero: use a positive length, e.g. 1m", exit_code=2)
-    interval = Interval(raw, count, unit)
-    if archive and f"{count}{unit}" not in ARCHIVE_INTERVALS:
+    # An archive interval is a path component of every stage: spelt as Binance does (`1H` -> `1h`),
+    # so download, parse, the API and generate all meet in the same folder.
+    interval = Interval(f"{count}{unit}" if archive else raw, count, unit)
+    if archive and interval.text not in ARCHIVE_INTERVALS:
         raise InputError(
             f"{what} {text!r} is not published by Binance: use one of {', '.join(ARCHIVE_INTERVALS)}",
             exit_code=2,

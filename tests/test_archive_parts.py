@@ -59,6 +59,16 @@ def test_page_with_prefixes_and_contents_keeps_both_and_ignores_the_prefix_echo(
     assert page.last_entry == "p/f.zip"
 
 
+def test_a_folder_object_is_no_file_but_still_moves_the_marker():
+    # S3 lets a zero-byte key end in "/" (consoles create them as folders); fetching it would
+    # rename a download onto the directory itself.
+    body = (f"<ListBucketResult {NS}><Prefix>p/</Prefix><IsTruncated>true</IsTruncated>{_contents('p/a.zip')}"
+            f"{_contents('p/q/', 0)}</ListBucketResult>").encode()
+    page = parse_page(body)
+    assert [f.key for f in page.files] == ["p/a.zip"]
+    assert page.last_entry == "p/q/"  # no NextMarker: the next page starts after the folder object
+
+
 @pytest.mark.parametrize(
     "body",
     [b'<?xml version="1.0"?><Error><Code>SlowDown</Code><Message>Please reduce</Message></Error>',

@@ -116,3 +116,14 @@ def test_no_symbols_is_said_not_crashed(monkeypatch, capsys, base: Path) -> None
         main(["aws_funding", "parse-type-all", "um_futures"])
     out, err = capsys.readouterr()
     assert stop.value.code == 0 and "symbols=0" in out and "nothing to parse" in err
+
+
+def test_a_funding_file_cut_short_is_rebuilt_although_no_zip_changed(base: Path, layout: Layout) -> None:
+    put_funding_month(layout, UM, "BTCUSDT", 2024, 1, funding_csv(month_rows(2024, 1)))
+    assert parse_all(base).files == 1
+    path = layout.parsed_funding_file(UM, "BTCUSDT")
+    whole = pq.read_table(path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # a full disk, an interrupted copy
+    again = parse_all(base)
+    assert again.failed == 0 and again.files == 1
+    assert pq.read_table(path).equals(whole)

@@ -107,9 +107,18 @@ def test_parse_many_isolates_the_bad_file_and_keeps_order() -> None:
     days = [date(2023, 5, d) for d in (1, 2, 3)]
     bodies = [(f"d{i}", kline_csv(day_times(d, count=10))) for i, d in enumerate(days)]
     bodies.insert(1, ("bad", b"1,2,3\n"))
-    table, failures = klines.parse_many(iter(bodies))
+    table, failures, sources = klines.parse_many(iter(bodies))
     assert [name for name, _ in failures] == ["bad"]
     assert table.column("candle_begin_time").cast(pa.int64()).to_pylist() == [t for d in days for t in day_times(d, count=10)]
+    assert sources == [("d0", 10), ("d1", 10), ("d2", 10)]
+
+
+def test_parse_many_knows_each_rows_file_even_with_blank_lines() -> None:
+    first = kline_csv(day_times(date(2023, 5, 1), count=4))
+    second = kline_csv(day_times(date(2023, 5, 2), count=3)) + b"\n\n"  # pyarrow skips the blank lines
+    table, failures, sources = klines.parse_many([("a", first), ("b", second), ("c", first)])
+    assert not failures and table.num_rows == 11
+    assert sources == [("a", 4), ("b", 3), ("c", 4)]
 
 
 def test_parse_many_batches_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -118,8 +127,8 @@ def test_parse_many_batches_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setattr(klines, "parse_rows", lambda csv: calls.append(len(csv)) or real(csv))
     monkeypatch.setattr(klines, "MAX_BATCH_BYTES", 3000)
     bodies = [(str(d), kline_csv(day_times(date(2023, 5, d), count=10))) for d in range(1, 8)]
-    table, failures = klines.parse_many(bodies)
-    assert not failures and table.num_rows == 70
+    table, failures, sources = klines.parse_many(bodies)
+    assert not failures and table.num_rows == 70 and sources == [(str(d), 10) for d in range(1, 8)]
     assert len(calls) > 1 and max(calls) <= 3000
 
 

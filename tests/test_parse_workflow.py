@@ -328,3 +328,70 @@ def test_archive_manifest_is_consulted_when_present(base: Path, layout: Layout) 
     summary = parse(base)
     assert summary.files == 1
     assert times_of(layout.parsed_kline_partition(SPOT, "BTCUSDT", "1m", 2024, 1)) == day_times(day1)
+
+
+# ---- edges found in review ----
+
+def open_at(path: Path, when: int) -> float | None:
+    table = pq.read_table(path)
+    times = table.column("candle_begin_time").cast(pa.int64()).to_pylist()
+    return table.column("open")[times.index(when)].as_py() if when in times else None
+
+
+def test_a_days_own_row_beats_a_neighbouring_files_copy_in_any_parse_order(base: Path, layout: Layout) -> None:
+    d4, d5, d6 = date(2024, 1, 4), date(2024, 1, 5), date(2024, 1, 6)
+    old = 10**18  # zips older than any partition write: versions told apart by mtime
+    # Day 5's file ends with a different copy of 06 00:00; day 6's file starts with one of 04 23:59.
+    put_kline_day(layout, SPOT, "BTCUSDT", "1m", d4, kline_csv(day_times(d4)), mtime_ns=old)
+    put_kline_day(layout, SPOT, "BTCUSDT", "1m", d5, kline_csv(day_times(d5)) + kline_csv([ms(2024, 1, 6)], bump=50), mtime_ns=old)
+    put_kline_day(layout, SPOT, "BTCUSDT", "1m", d6, kline_csv([ms(2024, 1, 4, 23, 59)], bump=50) + kline_csv(day_times(d6)),
+                  mtime_ns=old)
+    path = layout.parsed_kline_partition(SPOT, "BTCUSDT", "1m", 2024, 1)
+    own_0600 = float(kline_csv([ms(2024, 1, 6)]).split(b",")[1])  # each day's own row, not the +50 copy
+    own_0459 = float(kline_csv([ms(2024, 1, 4, 23, 59)]).split(b",")[1])
+    assert parse(base).failed == 0
+    assert (open_at(path, ms(2024, 1, 6)), open_at(path, ms(2024, 1, 4, 23, 59))) == (own_0600, own_0459)
+    assert pq.read_table(path).num_rows == 3 * 1440
+    # A re-upload of day 5 alone (same content, new version) keeps day 6's own row too.
+    put_kline_day(layout, SPOT, "BTCUSDT", "1m", d5, kline_csv(day_times(d5)) + kline_csv([ms(2024, 1, 6)], bump=50), mtime_ns=old + 1)
+    assert parse(base).files == 1
+    assert open_at(path, ms(2024, 1, 6)) == own_0600
+    assert open_at(path, ms(2024, 1, 4, 23, 59)) == own_0459
+    forced = pq.read_table(path)
+    assert parse(base, force=True).failed == 0
+    assert pq.read_table(path).equals(forced)
+
+
+def test_a_zip_that_fails_keeps_failing_until_it_is_replaced(base: Path, layout: Layout) -> None:
+    days = [date(2024, 1, d) for d in (1, 2, 3)]
+    for day in days:
+        put_kline_day(layout, SPOT, "BTCUSDT", "1m", day, kline_csv(day_times(day)), mtime_ns=10**18)
+    assert parse(base).failed == 0
+    # Day 1 is re-uploaded with a bad row, day 2 with a good new version: the partition is rewritten
+    # (newer than the broken zip), which must not make the broken zip look parsed on the next run.
+    put_kline_day(layout, SPOT, "BTCUSDT", "1m", days[0], kline_csv(day_times(days[0]), bump=5) + b"garbage,row\n",
+                  mtime_ns=10**18 + 1)
+    put_kline_day(layout, SPOT, "BTCUSDT", "1m", days[1], kline_csv(day_times(days[1]), bump=5), mtime_ns=10**18 + 1)
+    assert parse(base).failed == 1
+    again = parse(base)
+    assert again.failed == 1 and "BTCUSDT-1m-2024-01-01.zip: unparseable CSV row" in again.failures[0]
+    put_kline_day(layout, SPOT, "BTCUSDT", "1m", days[0], kline_csv(day_times(days[0]), bump=5), mtime_ns=10**18 + 2)
+    fixed = parse(base)
+    assert fixed.failed == 0 and fixed.files == 1
+    path = layout.parsed_kline_partition(SPOT, "BTCUSDT", "1m", 2024, 1)
+    assert open_at(path, ms(2024, 1, 1)) == float(kline_csv([ms(2024, 1, 1)], bump=5).split(b",")[1])
+
+
+def test_force_update_removes_months_without_zips_and_any_interval_spelling_works(base: Path, layout: Layout) -> None:
+    for day in (date(2024, 1, 31), date(2024, 2, 1)):
+        put_kline_day(layout, SPOT, "BTCUSDT", "1h", day, kline_csv(day_times(day, "1h"), "1h"))
+    assert parse(base, interval="1H").files == 2  # the folder download wrote is 1h, whatever the spelling
+    folder = layout.parsed_kline_dir(SPOT, "BTCUSDT", "1h")
+    assert sorted(p.name for p in folder.glob("*.pqt")) == ["202401.pqt", "202402.pqt"]
+    zip_path = layout.aws_kline_dir(SPOT, "BTCUSDT", "1h") / "BTCUSDT-1h-2024-02-01.zip"
+    zip_path.unlink()
+    zip_path.with_name(zip_path.name + ".verified").unlink()
+    assert parse(base, interval="1h").failed == 0
+    assert sorted(p.name for p in folder.glob("*.pqt")) == ["202401.pqt", "202402.pqt"]  # kept: nothing lost
+    assert parse(base, interval="1h", force=True).failed == 0
+    assert sorted(p.name for p in folder.glob("*.pqt")) == ["202401.pqt"]  # as if the folder were rebuilt

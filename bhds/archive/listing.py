@@ -45,11 +45,12 @@ class ListingPage:
     files: list[ArchiveFile] = field(default_factory=list)
     is_truncated: bool = False
     next_marker: str | None = None
+    folder_keys: list[str] = field(default_factory=list)  # zero-byte "dir/" objects: not files, but page entries
 
     @property
     def last_entry(self) -> str | None:
         """The greatest key or prefix on the page: where the next page starts when NextMarker is absent."""
-        candidates = self.prefixes[-1:] + [f.key for f in self.files[-1:]]
+        candidates = self.prefixes[-1:] + [f.key for f in self.files[-1:]] + self.folder_keys[-1:]
         return max(candidates) if candidates else None
 
 
@@ -102,7 +103,9 @@ def parse_page(body: bytes) -> ListingPage:
                 page.prefixes.append(prefix)
         elif tag == "Contents":
             key = _child_text(child, "Key")
-            if key:
+            if key and key.endswith("/"):  # a zero-byte "folder" object is no file to fetch
+                page.folder_keys.append(key)
+            elif key:
                 size_text = _child_text(child, "Size") or "0"
                 page.files.append(ArchiveFile(
                     key=key,

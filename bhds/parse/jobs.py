@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 
 from bhds.errors import DataError
@@ -79,7 +80,7 @@ def update_month(task: MonthTask) -> MonthResult:
     if not to_parse:
         return result
 
-    table, bad_rows = klines.parse_many(_read_bodies([s.zip for s in to_parse], result))
+    table, bad_rows, row_sources = klines.parse_many(_read_bodies([s.zip for s in to_parse], result))
     result.failures.extend(bad_rows)
     failed = {name for name, _ in result.failures}
     parsed = [s for s in to_parse if s.zip.name not in failed]
@@ -88,13 +89,22 @@ def update_month(task: MonthTask) -> MonthResult:
     result.parsed = [s.zip for s in parsed]
     result.rows_parsed = table.num_rows
     start, end = month_window(task.year, task.month)
-    inside = partitions.within(table, start, end)
+    owned = _owned_rows(table, row_sources, {s.zip.name: s.day_ms for s in parsed})
+    keep = partitions.within_mask(table, start, end)
+    inside, owned = (table, owned) if keep.all() else (table.filter(pa.array(keep)), owned[keep])
     result.rows_outside = table.num_rows - inside.num_rows
     # A re-parsed file replaces its whole day, so rows a corrected file no longer has do not linger.
     base = None
     if old is not None:
         base = partitions.without_windows(old, [(s.day_ms, s.day_ms + DAY_MS) for s in parsed])
-    merged = partitions.merge(base, inside)
+    # At one time, a file's row for its own day beats everything, and one for a neighbouring day
+    # (Binance's dailies rarely hold one) beats nothing the partition already has: so a full parse
+    # and a re-parse of one day agree, whatever order the files come in.
+    if owned.all():
+        merged = partitions.merge(base, inside)
+    else:
+        strays, own = inside.filter(pa.array(~owned)), inside.filter(pa.array(owned))
+        merged = partitions.merge(partitions.merge(strays, base), own)
     new_duplicates = footer.repeated_times_by_day(partitions.time_values(inside))
     result.duplicates_dropped = sum(new_duplicates.values())
     kept_duplicates = _recorded_duplicates(path) if base is not None and base.num_rows else {}
@@ -106,6 +116,14 @@ def update_month(task: MonthTask) -> MonthResult:
     result.rows_written = merged.num_rows
     result.written = True
     return result
+
+
+def _owned_rows(table: pa.Table, row_sources: list[tuple[str, int]], day_of_file: dict[str, int]) -> np.ndarray:
+    """Which rows lie in the UTC day of the file they came from."""
+    days = np.repeat(np.array([day_of_file[name] for name, _ in row_sources], dtype=np.int64),
+                     [rows for _, rows in row_sources])
+    times = partitions.time_values(table)
+    return (times >= days) & (times < days + DAY_MS)
 
 
 def _recorded_duplicates(path: Path) -> dict[int, int] | None:

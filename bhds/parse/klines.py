@@ -48,30 +48,43 @@ def parse_rows(csv: bytes) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=KLINE_SCHEMA)
 
 
-def parse_many(bodies: Iterable[tuple[str, bytes]]) -> tuple[pa.Table, list[tuple[str, str]]]:
-    """Parse several files' rows, in the given order; return (table, [(name, reason) of bad files]).
+def parse_many(bodies: Iterable[tuple[str, bytes]]) -> tuple[pa.Table, list[tuple[str, str]], list[tuple[str, int]]]:
+    """Parse several files' rows, in the given order.
 
-    Files are joined into batches of up to MAX_BATCH_BYTES and parsed in one call each; a batch
-    with a bad row is parsed again file by file, so only the bad file is lost. `bodies` may be a
-    generator: files are then read one batch at a time.
+    Returns the table, the bad files as (name, reason), and where the rows came from as
+    (name, rows) per parsed file in table order. Files are joined into batches of up to
+    MAX_BATCH_BYTES and parsed in one call each; a batch with a bad row, or whose row count does
+    not match its files' line counts (a blank line somewhere), is parsed again file by file, so
+    only the bad file is lost and every row's file is known. `bodies` may be a generator: files
+    are then read one batch at a time.
     """
     tables: list[pa.Table] = []
     failures: list[tuple[str, str]] = []
+    sources: list[tuple[str, int]] = []
     batch: list[tuple[str, bytes]] = []
     size = 0
 
     def flush() -> None:
         nonlocal batch, size
-        if not batch:
-            return
-        try:
-            tables.append(parse_rows(b"".join(body for _, body in batch) if len(batch) > 1 else batch[0][1]))
-        except BadSourceFile:
-            for name, body in batch:
-                try:
-                    tables.append(parse_rows(body))
-                except BadSourceFile as exc:
-                    failures.append((name, str(exc)))
+        if len(batch) > 1:
+            try:
+                joined = parse_rows(b"".join(body for _, body in batch))
+                lines = [body.count(b"\n") for _, body in batch]  # every body ends with a newline
+                if sum(lines) == joined.num_rows:
+                    tables.append(joined)
+                    sources.extend((name, n) for (name, _), n in zip(batch, lines))
+                    batch, size = [], 0
+                    return
+            except BadSourceFile:
+                pass
+        for name, body in batch:
+            try:
+                table = parse_rows(body)
+            except BadSourceFile as exc:
+                failures.append((name, str(exc)))
+                continue
+            tables.append(table)
+            sources.append((name, table.num_rows))
         batch, size = [], 0
 
     for name, body in bodies:
@@ -81,7 +94,7 @@ def parse_many(bodies: Iterable[tuple[str, bytes]]) -> tuple[pa.Table, list[tupl
         size += len(body)
     flush()
     table = pa.concat_tables(tables) if tables else KLINE_SCHEMA.empty_table()
-    return table, failures
+    return table, failures, sources
 
 
 def _short(exc: Exception) -> str:

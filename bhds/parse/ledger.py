@@ -78,13 +78,15 @@ def record_kline_sources(conn: sqlite3.Connection, trade_type: str, symbol: str,
         conn.executemany("INSERT OR REPLACE INTO parsed_kline_sources VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
 
-def forget_kline_zips(conn: sqlite3.Connection, trade_type: str, symbol: str, interval: str, names: Iterable[str]) -> None:
-    """Drop the records of zips that failed, so the next run tries them again."""
-    rows = [(trade_type, symbol, interval, name) for name in names]
-    if not rows:
-        return
-    with transaction(conn):
-        conn.executemany("DELETE FROM parsed_kline_sources WHERE trade_type = ? AND symbol = ? AND interval = ? AND zip_name = ?", rows)
+# A fingerprint no file can have: a zip that failed stays "changed" until it parses.
+FAILED = (-1, -1)
+
+
+def mark_kline_zips_failed(conn: sqlite3.Connection, trade_type: str, symbol: str, interval: str, partition: str,
+                           names: Iterable[str], parsed_at: str) -> None:
+    """Record zips that failed with a fingerprint that never matches, so every run tries them again
+    (and fails loudly) instead of taking them for a legacy tree's already parsed days."""
+    record_kline_sources(conn, trade_type, symbol, interval, partition, ((name, *FAILED) for name in names), parsed_at)
 
 
 def funding_sources(conn: sqlite3.Connection, trade_type: str) -> dict[str, Fingerprints]:

@@ -1,7 +1,8 @@
 """Monthly partitions: keeping rows inside a time window, and merging old rows with new ones.
 
 A partition holds one row per `candle_begin_time`, sorted. When rows overlap, the newer source
-wins: later files over earlier ones, freshly parsed rows over the partition on disk.
+wins: later files over earlier ones, freshly parsed rows over the partition on disk (except a
+file's rows for a neighbouring day, see `jobs.update_month`).
 """
 
 from __future__ import annotations
@@ -19,10 +20,15 @@ def time_values(table: pa.Table, column: str = "candle_begin_time") -> np.ndarra
     return table.column(column).combine_chunks().cast(pa.int64()).to_numpy(zero_copy_only=False)
 
 
+def within_mask(table: pa.Table, start_ms: int, end_ms: int, column: str = "candle_begin_time") -> np.ndarray:
+    """Which rows have start ≤ time < end."""
+    times = time_values(table, column)
+    return (times >= start_ms) & (times < end_ms)
+
+
 def within(table: pa.Table, start_ms: int, end_ms: int, column: str = "candle_begin_time") -> pa.Table:
     """Rows with start ≤ time < end."""
-    times = time_values(table, column)
-    mask = (times >= start_ms) & (times < end_ms)
+    mask = within_mask(table, start_ms, end_ms, column)
     return table if mask.all() else table.filter(pa.array(mask))
 
 

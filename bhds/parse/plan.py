@@ -16,7 +16,7 @@ from bhds.parse.ledger import Fingerprints
 from bhds.parse.sources import SourceZip, funding_zip_month, kline_zip_day, verified_zips
 from bhds.parse.tasks import CHANGED, DONE, NEW, DaySource, FundingTask, MonthTask
 from bhds.parse.timeline import epoch_ms
-from bhds.paths import Layout
+from bhds.paths import PARQUET_SUFFIX, Layout
 from bhds.types import TradeType
 
 
@@ -27,6 +27,7 @@ class SymbolPlan:
     ignored: list[str] = field(default_factory=list)  # zip names that are not this symbol's files
     mismatched: list[str] = field(default_factory=list)  # marked verified, but not the size the archive stage verified
     n_sources: int = 0
+    orphans: list[Path] = field(default_factory=list)  # --force-update: partitions of months without a zip
 
     @property
     def work_bytes(self) -> int:
@@ -61,6 +62,11 @@ def _ends_like_parquet(path: Path) -> bool:
         return False
 
 
+def _is_partition_name(name: str) -> bool:
+    stem = name[: -len(PARQUET_SUFFIX)] if name.endswith(PARQUET_SUFFIX) else ""
+    return len(stem) == 6 and stem.isdigit()
+
+
 def _verified(plan: SymbolPlan, directory: Path, archive_sizes: dict[str, int]) -> list[SourceZip]:
     """Zips with a `.verified` marker, less those the archive stage's manifest knows at another size.
 
@@ -92,6 +98,10 @@ def plan_klines(layout: Layout, trade_type: TradeType, symbol: str, interval: st
         by_month[(day.year, day.month)].append(DaySource(source, epoch_ms(day), status))
         plan.n_sources += 1
     existing = _existing_files(layout.parsed_kline_dir(trade_type, symbol, interval))
+    if force:  # the legacy tool deletes the whole folder first: months with no zip left go too
+        wanted = {layout.parsed_kline_partition(trade_type, symbol, interval, year, month).name for year, month in by_month}
+        plan.orphans = [layout.parsed_kline_dir(trade_type, symbol, interval) / name for name in sorted(existing)
+                        if _is_partition_name(name) and name not in wanted]
     for (year, month), sources in sorted(by_month.items()):
         path = layout.parsed_kline_partition(trade_type, symbol, interval, year, month)
         due = force or path.name not in existing or any(s.status != DONE for s in sources) or not _ends_like_parquet(path)
@@ -118,7 +128,7 @@ def plan_funding(layout: Layout, trade_type: TradeType, symbol: str, recorded: F
         return plan
     output = layout.parsed_funding_file(trade_type, symbol)
     current = {z.name: z.fingerprint for z, _, _ in sources}
-    if current == recorded and output.exists():
+    if current == recorded and _ends_like_parquet(output):  # also rebuilds a file cut short
         plan.up_to_date = len(sources)
         return plan
     sources.sort(key=lambda item: (item[1], item[2]))

@@ -56,8 +56,7 @@ def _lock_name(trade_type: TradeType) -> str:
 
 def _archive_interval(text: str) -> str:
     """The interval as Binance spells it in paths (`1m`, `1mo`), checked against its list."""
-    interval = parse_interval(text, archive=True)
-    return f"{interval.count}{interval.unit}"
+    return parse_interval(text, archive=True).text
 
 
 def _intervals(texts: Iterable[str]) -> list[str]:

@@ -102,6 +102,9 @@ def _parse_klines(settings: Settings, layout: Layout, trade_type: TradeType, int
             _warn_about(plan, symbol, "no verified %s %s zips for %s in %s: run aws_kline download and verify first",
                         trade_type.value, interval, symbol, layout.aws_kline_dir(trade_type, symbol, interval))
             summary.skipped += plan.up_to_date
+            for orphan in plan.orphans:
+                log.info("--force-update: removing %s (no verified zip of its month is left)", orphan)
+                orphan.unlink(missing_ok=True)
             plans.append(plan)
         tasks = [task for plan in plans for task in plan.tasks]
         log.info("parse %s %s klines: %d symbols, %d months to update, %d zips already parsed",
@@ -111,7 +114,8 @@ def _parse_klines(settings: Settings, layout: Layout, trade_type: TradeType, int
             partition = f"{task.year:04d}{task.month:02d}"
             done = [(z.name, z.size, z.mtime_ns) for z in result.parsed + result.adopted]
             ledger.record_kline_sources(conn, trade_type.value, task.symbol, interval, partition, done, _stamp(settings))
-            ledger.forget_kline_zips(conn, trade_type.value, task.symbol, interval, [name for name, _ in result.failures])
+            ledger.mark_kline_zips_failed(conn, trade_type.value, task.symbol, interval, partition,
+                                          [name for name, _ in result.failures], _stamp(settings))
             if result.partition_was_unreadable:
                 log.warning("%s was unreadable and was rebuilt from its zips (%s)", task.partition, result.partition_was_unreadable)
             if result.rows_outside:
