@@ -139,6 +139,46 @@ def test_an_invalid_symbol_is_skipped_and_the_others_are_filled(env):
                                                 symbols=["GHOSTUSDT", "ETHUSDT"], overwrite=True)
     assert named.failed == 1 and "GHOSTUSDT: Binance does not know this symbol" in named.failures[0]
     assert named.notes["filled"] == 3
+    # Its hole (01-01) and the two days after its store (found invalid by the tail probe) are all counted.
+    assert named.failures[0].endswith("; 3 day(s) skipped")
+
+
+def test_a_ban_during_the_tail_probes_reports_every_day_not_fetched(env):
+    settings, layout, fake = env
+    symbols = ["BTCUSDT", "ETHUSDT", "1000PEPEUSDT", "ETHBTC", "BTCUSDC"]
+    for symbol in symbols:
+        store_archive(layout, fake, "um_futures", "um", symbol)
+    fake.faults.ban_at_kline = 2  # the second probe is answered 418
+    summary = api_data.download_aws_missing_kline_type(settings, trade_type="um_futures", time_interval="1m", overwrite=False)
+    not_fetched = {line.split(":")[0] for line in summary.failures if line.endswith("not fetched (HTTP 418)")}
+    due = {f"{s} {d}" for s in symbols for d in ("2025-01-11", "2025-01-12")} | {"ETHUSDT 2025-01-02"}
+    assert not_fetched == due and summary.notes["days"] == len(due)
+    assert all(api_files(layout, "um_futures", s) == {} for s in symbols)
+
+
+def test_our_clock_ahead_of_binance_never_stores_the_forming_bar(env, monkeypatch):
+    settings, layout, fake = env
+    day, midnight = date(2025, 1, 12), DAY_MS * (date(2025, 1, 13) - date(1970, 1, 1)).days
+    fake.fake.now_ms = midnight - 2_000  # Binance: 23:59:58, its 23:59 bar still forming
+    monkeypatch.setenv("BHDS_NOW", "2025-01-13T00:00:03Z")  # ours: 5 s ahead, the day looks finished
+    early = api_data.download_kline(load_settings(), trade_type="um_futures", time_interval="1m", symbol="BTCUSDT", dts=["20250112"])
+    assert early.failed == 0 and early.notes["unfinished"] == 1 and api_files(layout, "um_futures", "BTCUSDT") == {}
+    fake.fake.now_ms = midnight + 60_000
+    monkeypatch.setenv("BHDS_NOW", "2025-01-13T00:01:03Z")
+    later = api_data.download_kline(load_settings(), trade_type="um_futures", time_interval="1m", symbol="BTCUSDT", dts=["20250112"])
+    assert later.failed == 0 and later.files == 1
+    path = api_files(layout, "um_futures", "BTCUSDT")[day]
+    assert read_table(path).equals(rest_day(fake.universe.spec("um", "BTCUSDT"), "1m", day, fake.fake.now_ms))
+    assert read_table(path).num_rows == 1440
+
+
+def test_a_408_from_the_futures_gateway_is_retried(env):
+    settings, layout, fake = env
+    fake.faults.fail_first, fake.faults.fail_status = 1, 408  # every URL's first request: -1007 timeout
+    summary = api_data.download_kline(settings, trade_type="um_futures", time_interval="1h", symbol="BTCUSDT", dts=["20250110"])
+    assert summary.failed == 0 and summary.files == 1 and summary.notes["retried"] >= 1
+    path = api_files(layout, "um_futures", "BTCUSDT", "1h")[date(2025, 1, 10)]
+    assert read_table(path).equals(rest_day(fake.universe.spec("um", "BTCUSDT"), "1h", date(2025, 1, 10), fake.universe.now_ms))
 
 
 def test_a_ban_stops_the_market_and_every_unfetched_day_is_reported(env):

@@ -1,7 +1,7 @@
 """REST calls to one Binance market and what their answers mean.
 
 Every call takes its weight from the market's RateLimiter before it is sent and reports the
-server's `X-MBX-USED-WEIGHT-*` back after. Transient trouble (5xx, timeouts, dropped
+server's `X-MBX-USED-WEIGHT-*` back after. Transient trouble (5xx, 408, timeouts, dropped
 connections) is retried through `bhds.net.with_retries`; a 429 waits for Retry-After via the
 limiter and is asked again; 418 (ban) and 403/451 (blocked, restricted location) stop the whole
 market; `-1121` (invalid symbol) is raised as InvalidSymbol for the caller to skip the symbol.
@@ -200,7 +200,8 @@ class BinanceClient:
             async with self.session.get(url, params=params, timeout=REQUEST_TIMEOUT) as resp:
                 body = await resp.read()
                 self.limiter.observe(ticket, used_weight(resp.headers, self.limiter.budget))
-                if resp.status >= 500:
+                # 408: the futures gateway timed out waiting for its backend (-1007), as transient as a 5xx.
+                if resp.status >= 500 or resp.status == 408:
                     raise RetryableHTTPError(resp.status, url, retry_after_seconds(resp.headers), _error_fields(body)[1])
                 return resp.status, resp.headers, body
 

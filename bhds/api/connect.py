@@ -60,6 +60,15 @@ class MarketSession:
     client: BinanceClient
     workers: int
     notes: dict[str, Any] = field(default_factory=dict)
+    server_time: tuple[int, float] | None = None  # exchangeInfo's serverTime (ms) and our monotonic clock then
+    clock: Callable[[], float] = time.monotonic
+
+    def server_now_ms(self) -> int | None:
+        """Binance's clock now, from the serverTime it reported (None when it reported none)."""
+        if self.server_time is None:
+            return None
+        reported, at = self.server_time
+        return reported + int((self.clock() - at) * 1000)
 
     @property
     def limiter(self) -> RateLimiter:
@@ -90,7 +99,7 @@ async def open_market(settings: Settings, trade_type: TradeType, layout: Layout,
                                    sustained=0.475, burst=0.475, ceiling=0.99)
     async with make_session(settings, connections=workers) as session:
         client = BinanceClient(session, market, limiter, funding_limiter=funding_limiter, sleep=options.sleep)
-        ms = MarketSession(market, client, workers)
+        ms = MarketSession(market, client, workers, clock=options.clock)
         info = None
         symbol = probe_symbol if market.trade_type is TradeType.spot else None
         default = f"the default budget of {market.budget.limit} weight per {market.budget.window_s:g}s"
@@ -102,6 +111,10 @@ async def open_market(settings: Settings, trade_type: TradeType, layout: Layout,
             log.debug("spot exchangeInfo does not know %s; using %s", symbol, default)
         except _SOFT_ERRORS as exc:
             log.warning("exchangeInfo failed (%s); using %s", exc, default)
+        if info is not None and isinstance(info.get("serverTime"), int):
+            # Which bars have closed is Binance's call, not our clock's: a clock a few seconds
+            # ahead would otherwise store the still-forming 23:59 bar just after midnight.
+            ms.server_time = (info["serverTime"], options.clock())
         if info is not None and options.budget is None:
             budget = request_budget(info)
             if budget is not None:

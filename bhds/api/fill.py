@@ -114,6 +114,7 @@ class KlineFiller:
                 last = await self.probe_last_day(symbol, days[-1])
             except InvalidSymbol as exc:
                 outcome.invalid[symbol] = exc.msg or str(exc)
+                outcome.skipped_invalid.extend(DayJob(symbol, d) for d in days)  # counted, not forgotten
                 return
             except ITEM_ERRORS as exc:
                 # Without the probe, fetch the whole tail: nothing is lost, only requests.
@@ -129,6 +130,11 @@ class KlineFiller:
                 kept[symbol] = ends
 
         await self._run_pool(to_probe, probe, outcome)
+        if outcome.stopped is not None:
+            # Probes the stop cut off keep their whole tail, so those days are reported as not fetched.
+            for symbol in to_probe:
+                if symbol not in kept and symbol not in outcome.invalid:
+                    kept[symbol] = tails[symbol]
         return kept
 
     # ---- one day ---------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import logging
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -195,6 +195,15 @@ async def _fill(settings: Settings, layout: Layout, trade_type: TradeType, inter
     first_symbol = next(iter(sorted({*holes, *tails})), None)
     try:
         async with open_market(settings, trade_type, layout, options=api, probe_symbol=first_symbol) as ms:
+            server_ms = ms.server_now_ms()
+            if server_ms is not None and server_ms < now.timestamp() * 1000:
+                now = datetime.fromtimestamp(server_ms / 1000, tz=timezone.utc)  # our clock runs ahead
+            holes, unfinished = _finished_only(holes, now)
+            tails, late = _finished_only(tails, now)
+            if unfinished or late:
+                log.warning("%d day(s) not finished yet on Binance's clock (ours is ahead); not fetched", unfinished + late)
+                summary.skipped += unfinished + late
+                summary.notes["unfinished"] = summary.notes.get("unfinished", 0) + unfinished + late
             outcome = FillOutcome()
             filler = KlineFiller(ms.client, layout, trade_type, interval, ledger, now, workers=ms.workers)
             if tails:
@@ -216,6 +225,14 @@ async def _fill(settings: Settings, layout: Layout, trade_type: TradeType, inter
                 summary.notes["contract_sizes"] = ms.notes["contract_sizes"]
     except MarketStopped as exc:
         _stopped_before_start(exc, summary, sum(len(v) for v in (*holes.values(), *tails.values())))
+
+
+def _finished_only(days_of: dict[str, list[date]], now: datetime) -> tuple[dict[str, list[date]], int]:
+    """The days that ended (00:00 UTC of the next day passed) at `now`, and how many did not."""
+    last = yesterday(now)
+    kept = {symbol: [d for d in days if d <= last] for symbol, days in days_of.items()}
+    dropped = sum(len(days) for days in days_of.values()) - sum(len(days) for days in kept.values())
+    return {symbol: days for symbol, days in kept.items() if days}, dropped
 
 
 def _stopped_before_start(exc: MarketStopped, summary: RunSummary, items: int) -> None:

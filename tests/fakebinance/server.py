@@ -64,7 +64,9 @@ class Faults:
     seed: int = 0
     error_rate: float = 0.0  # share of 500/502/503 answers
     error_scope: str = "all"  # all | s3 | listing | files | rest
-    fail_first: int = 0  # the first N requests of every URL (in error_scope) answer 503
+    fail_first: int = 0  # the first N requests of every URL (in error_scope) answer `fail_status`
+    fail_status: int = 503  # e.g. 408, the futures gateway's "timeout waiting for the backend" (-1007)
+    ban_at_kline: int = 0  # the Nth klines request answers 418 and bans the market (0: never)
     truncate_rate: float = 0.0  # share of object bodies cut short (full Content-Length, early close)
     latency: float = 0.0  # seconds added to every request
     weight_budget: dict[str, int] | int = field(default_factory=lambda: dict(DEFAULT_WEIGHT_BUDGET))
@@ -204,6 +206,7 @@ class FakeBinance:
         self._attempts: Counter = Counter()
         self._buckets: dict[str, _Bucket] = {}
         self._banned_until: dict[str, float] = {}
+        self._klines_seen = 0
         self.app = web.Application(middlewares=[self._middleware])
         self.app.router.add_get(f"/{BUCKET}", self._list)
         self.app.router.add_get(f"/{BUCKET}/", self._list)
@@ -349,7 +352,7 @@ class FakeBinance:
 
         if self._in_scope(scope):
             if attempt <= f.fail_first:
-                return self._server_error(503, scope, market)
+                return self._server_error(f.fail_status, scope, market)
             if f.error_rate > 0 and _unit(f.seed, "error", attempt_key, attempt) < f.error_rate:
                 status = (500, 502, 503)[int(_unit(f.seed, "which", attempt_key, attempt) * 3)]
                 return self._server_error(status, scope, market)
@@ -397,6 +400,9 @@ class FakeBinance:
             return _s3_error(status, "InternalError", "We encountered an internal error. Please try again.")
         if status == 503:
             return web.json_response({"code": -1008, "msg": "Service Unavailable."}, status=503)
+        if status == 408:
+            return web.json_response({"code": -1007, "msg": "Timeout waiting for response from backend server. "
+                                      "Send status unknown; execution status unknown."}, status=408)
         return web.json_response({"code": -1000, "msg": "An unknown error occurred while processing the request."},
                                  status=status)
 
@@ -436,6 +442,11 @@ class FakeBinance:
     def _charge(self, request: web.Request, market: str) -> web.StreamResponse | None:
         f = self.faults
         now = self.clock()
+        if f.ban_at_kline and request.path.endswith("/klines"):
+            self._klines_seen += 1
+            if self._klines_seen == f.ban_at_kline:
+                self._banned_until[market] = now + f.ban_seconds
+                return self._ban_response(market, float(f.ban_seconds))
         weight, funding = self._weight_of(request, market)
         checks = [(market, f.weight_window, f.budget(market), weight)]
         if funding:
