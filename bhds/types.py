@@ -5,8 +5,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from bhds.errors import InputError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class TradeType(str, Enum):
@@ -61,6 +65,17 @@ class Interval:
         if self.is_calendar or self.ms > DAY_MS:
             return None
         return DAY_MS // self.ms
+
+    def close_ms(self, opens_ms: np.ndarray) -> np.ndarray:
+        """Where each bar opening at `opens_ms` (epoch ms) closes: the next bar's open, months counted
+        on the calendar."""
+        import numpy as np  # here, not at the top: the CLI imports this module to print --help
+
+        opens_ms = np.asarray(opens_ms, dtype=np.int64)
+        if not self.is_calendar:
+            return opens_ms + self.ms
+        months = opens_ms.astype("datetime64[ms]").astype("datetime64[M]").astype(np.int64) + self.count
+        return months.astype("datetime64[M]").astype("datetime64[ms]").astype(np.int64)
 
     @property
     def rest_name(self) -> str:

@@ -172,6 +172,19 @@ def test_our_clock_ahead_of_binance_never_stores_the_forming_bar(env, monkeypatc
     assert read_table(path).num_rows == 1440
 
 
+def test_a_weekly_bar_still_forming_on_binances_clock_is_not_fetched(env, monkeypatch):
+    settings, layout, fake = env
+    next_monday = DAY_MS * (date(2025, 1, 13) - date(1970, 1, 1)).days
+    fake.fake.now_ms = next_monday - 2_000  # Binance: the week of 01-06 closes in 2 s
+    monkeypatch.setenv("BHDS_NOW", "2025-01-13T00:00:03Z")  # ours: it closed 3 s ago
+    early = api_data.download_kline(load_settings(), trade_type="um_futures", time_interval="1w", symbol="BTCUSDT", dts=["20250106"])
+    assert early.failed == 0 and early.notes["unfinished"] == 1 and early.notes.get("empty", 0) == 0
+    assert api_files(layout, "um_futures", "BTCUSDT", "1w") == {}
+    conn = connect(layout)
+    assert conn.execute("SELECT COUNT(*) FROM api_kline_empty_days").fetchone() == (0,)  # not taken for an empty day
+    conn.close()
+
+
 def test_a_408_from_the_futures_gateway_is_retried(env):
     settings, layout, fake = env
     fake.faults.fail_first, fake.faults.fail_status = 1, 408  # every URL's first request: -1007 timeout

@@ -496,3 +496,10 @@ def test_arrow_numpy_round_trip_handles_nulls_offsets_and_chunks() -> None:
 def test_negative_or_nan_min_price_chg_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, value: str) -> None:
     code, _, err = run_cli(["generate", "kline", "spot", "1m", "BTCUSDT", "--min-price-chg", value], tmp_path, monkeypatch, capsys)
     assert code == 2 and "--min-price-chg" in err.strip().splitlines()[-1]
+
+
+def test_an_interval_spelt_1H_reads_and_writes_the_1h_folders(tmp_path: Path, layout: Layout) -> None:
+    write_archive(layout, SPOT, "BTCUSDT", "1h", klines(steps("2024-01-01", "2024-01-03", HOUR), 100.0))
+    summary = kline_type(tmp_path, SPOT, "1H")
+    assert summary.failed == 0 and summary.files == 1
+    assert {name: t.num_rows for name, t in results(tmp_path, SPOT, "1h").items()} == {"BTCUSDT": 48}

@@ -362,6 +362,24 @@ def test_a_days_own_row_beats_a_neighbouring_files_copy_in_any_parse_order(base:
     assert pq.read_table(path).equals(forced)
 
 
+def test_a_stray_row_counts_only_for_a_day_without_a_file_of_its_own(base: Path, layout: Layout) -> None:
+    d5, d6 = date(2024, 1, 5), date(2024, 1, 6)
+    old = 10**18
+    own = [t for t in day_times(d6) if t != ms(2024, 1, 6, 12)]  # day 6's file lacks 12:00
+    strays = kline_csv([ms(2024, 1, 6, 12), ms(2024, 1, 8)], bump=50)  # day 5 has copies of 06 12:00 and 08 00:00
+    put_kline_day(layout, SPOT, "BTCUSDT", "1m", d5, kline_csv(day_times(d5)) + strays, mtime_ns=old)
+    put_kline_day(layout, SPOT, "BTCUSDT", "1m", d6, kline_csv(own), mtime_ns=old)
+    path = layout.parsed_kline_partition(SPOT, "BTCUSDT", "1m", 2024, 1)
+    assert parse(base).failed == 0
+    full = pq.read_table(path)
+    # 06 12:00 belongs to day 6, which has a file: its hole stays. 01-08 has no file: the stray fills it.
+    assert open_at(path, ms(2024, 1, 6, 12)) is None and open_at(path, ms(2024, 1, 8)) is not None
+    assert full.num_rows == 1440 + 1439 + 1
+    put_kline_day(layout, SPOT, "BTCUSDT", "1m", d6, kline_csv(own), mtime_ns=old + 1)  # day 6 re-uploaded alone
+    assert parse(base).files == 1 and pq.read_table(path).equals(full)
+    assert parse(base, force=True).failed == 0 and pq.read_table(path).equals(full)
+
+
 def test_a_zip_that_fails_keeps_failing_until_it_is_replaced(base: Path, layout: Layout) -> None:
     days = [date(2024, 1, d) for d in (1, 2, 3)]
     for day in days:
@@ -395,3 +413,13 @@ def test_force_update_removes_months_without_zips_and_any_interval_spelling_work
     assert sorted(p.name for p in folder.glob("*.pqt")) == ["202401.pqt", "202402.pqt"]  # kept: nothing lost
     assert parse(base, interval="1h", force=True).failed == 0
     assert sorted(p.name for p in folder.glob("*.pqt")) == ["202401.pqt"]  # as if the folder were rebuilt
+    # A month whose zip waits for verify keeps its partition, and nothing goes when no zip is usable.
+    again = put_kline_day(layout, SPOT, "BTCUSDT", "1h", date(2024, 2, 1), kline_csv(day_times(date(2024, 2, 1), "1h"), "1h"))
+    assert parse(base, interval="1h").files == 1
+    again.with_name(again.name + ".verified").unlink()
+    assert parse(base, interval="1h", force=True).failed == 0
+    assert sorted(p.name for p in folder.glob("*.pqt")) == ["202401.pqt", "202402.pqt"]
+    for marker in layout.aws_kline_dir(SPOT, "BTCUSDT", "1h").glob("*.verified"):
+        marker.unlink()
+    parse(base, interval="1h", force=True)
+    assert sorted(p.name for p in folder.glob("*.pqt")) == ["202401.pqt", "202402.pqt"]

@@ -547,8 +547,13 @@ def test_state_and_cache_values_of_the_wrong_shape_are_ignored(store: Layout) ->
         ])
     cache = store.cache_file("quality-spot-1m.json")
     cache.parent.mkdir(parents=True, exist_ok=True)
+    from bhds.quality.cache import month_signatures
+    from bhds.quality.inventory import kline_files
+
+    signature = month_signatures(kline_files(store, TradeType.spot, "BBBUSDT", "1m"))["202402"]  # valid: only stats are odd
     cache.write_text(json.dumps({"format": "bhds-quality-cache/4", "scope": "spot/1m", "symbols": {
-        "AAAUSDT": [], "BBBUSDT": {"months": [], "archive": None}, "CCCUSDT": {"months": {}, "archive": []}}}))
+        "AAAUSDT": [], "BBBUSDT": {"months": {"202402": {"sig": signature, "stats": []}}, "archive": None},
+        "CCCUSDT": {"months": {}, "archive": []}}}))
     doc, summary = run_json()
     records = by_symbol(doc)
     assert summary.failed == 0 and records["AAAUSDT"]["archive_last_modified"] is None
@@ -572,3 +577,12 @@ def test_funding_from_the_api_alone_takes_the_spacing_of_its_settlements(tmp_pat
     write_api_funding(layout, "NEWUSDT", [ms("2024-01-10 00:00") + i * 4 * 3_600_000 + i % 7 for i in range(12) if i != 2], 0.0001)
     funding = by_symbol(run_json("um_futures")[0])["NEWUSDT"]["funding"]
     assert (funding["records"], funding["expected"], funding["missing"], funding["coverage_pct"]) == (11, 12, 1, 91.66)
+
+
+def test_fail_under_at_exactly_the_ratio_is_not_below() -> None:
+    from bhds.quality.record import is_below
+
+    # 9018 of 10000 bars is exactly 90.18%: not below --fail-under 90.18 (floats would say it is).
+    assert not is_below({"bars_expected": 10_000, "bars_present": 9_018}, 90.18)
+    assert is_below({"bars_expected": 10_000, "bars_present": 9_017}, 90.18)
+    assert all(not is_below({"bars_expected": 10_000, "bars_present": n}, n / 100) for n in range(0, 10_001, 7))

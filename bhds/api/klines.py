@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import date
 from typing import Any
 
 import numpy as np
@@ -81,19 +81,6 @@ def _cheapest_chunk(bars: int, max_bars: int, weight: Callable[[int], int]) -> i
     return min(sizes, key=cost)
 
 
-def bar_close_ms(open_ms: np.ndarray, interval: Interval) -> np.ndarray:
-    """Exclusive end of each bar (the next bar's open)."""
-    if not interval.is_calendar:
-        return open_ms + interval.ms
-    out = np.empty_like(open_ms)
-    for i, ms in enumerate(open_ms.tolist()):
-        opened = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
-        months = opened.month - 1 + interval.count
-        nxt = datetime(opened.year + months // 12, months % 12 + 1, 1, tzinfo=timezone.utc)
-        out[i] = int(nxt.timestamp() * 1000)
-    return out
-
-
 def rows_to_table(rows: list[list[Any]]) -> pa.Table:
     """Binance's 12-element kline arrays → the contract's 10 columns (close time and ignore dropped)."""
     if not rows:
@@ -123,7 +110,7 @@ def finish_day(parts: list[pa.Table], day: date, interval: Interval, now_ms: int
         return table
     t = int64_values(table.column("candle_begin_time"))
     start = day_start_ms(day)
-    keep = (t >= start) & (t < start + DAY_MS) & (bar_close_ms(t, interval) <= now_ms)
+    keep = (t >= start) & (t < start + DAY_MS) & (interval.close_ms(t) <= now_ms)
     idx = np.flatnonzero(keep)
     t = t[idx]
     order = np.argsort(t, kind="stable")

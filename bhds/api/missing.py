@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bhds.api.arrow import int64_values
-from bhds.api.klines import bar_close_ms, is_sub_daily, ms_to_day
+from bhds.api.klines import is_sub_daily, ms_to_day
 from bhds.paths import PARQUET_SUFFIX, Layout, list_files
 from bhds.errors import DataError
 from bhds.types import DAY_MS, Interval, TradeType
@@ -117,10 +117,19 @@ def tail_days(coverage: StoreCoverage, interval: Interval, now: datetime) -> lis
         return []
     days = np.arange((first - date(1970, 1, 1)).days, (last - date(1970, 1, 1)).days + 1, dtype=np.int64)
     days = days[due_bars(days, interval, coverage.anchor_ms) > 0]
-    if not is_sub_daily(interval):
-        # A bar longer than a day may still be forming well after the day it opens on.
-        days = days[bar_close_ms(days * DAY_MS, interval) <= int(now.timestamp() * 1000)]
-    return [ms_to_day(int(d) * DAY_MS) for d in days]
+    return finished_days([ms_to_day(int(d) * DAY_MS) for d in days], interval, now)
+
+
+def finished_days(days: list[date], interval: Interval, now: datetime) -> list[date]:
+    """The days whose bars have all closed at `now`: before today, and for a bar longer than a day
+    (which may still be forming well after the day it opens on) past its close."""
+    last = yesterday(now)
+    kept = [d for d in days if d <= last]
+    if kept and not is_sub_daily(interval):
+        opens = np.array([(d - date(1970, 1, 1)).days * DAY_MS for d in kept], dtype=np.int64)
+        closed = interval.close_ms(opens) <= int(now.timestamp() * 1000)
+        kept = [d for d, ok in zip(kept, closed) if ok]
+    return kept
 
 
 def day_list(days: list[date]) -> str:

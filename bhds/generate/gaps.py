@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from bhds.generate.frame import SUM_COLUMNS, TIME, Columns
-from bhds.generate.grid import candle_ends, grid, slots
+from bhds.generate.grid import grid, slots
 from bhds.types import DAY_MS, Interval
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
@@ -27,7 +27,7 @@ def gap_starts(t: np.ndarray, open_: np.ndarray, close: np.ndarray, *, min_days:
         return np.empty(0, dtype=np.int64)
     elapsed = np.diff(t)
     if interval is not None and (interval.is_calendar or interval.ms > DAY_MS):
-        elapsed = t[1:] - candle_ends(t[:-1], interval)
+        elapsed = t[1:] - interval.close_ms(t[:-1])
     with np.errstate(divide="ignore", invalid="ignore"):
         change = np.abs(open_[1:] / close[:-1] - 1)
     gap1 = (elapsed > min_days * DAY_MS) & (change > min_price_chg)

@@ -23,16 +23,9 @@ def grid(first_ms: int, last_ms: int, interval: Interval) -> np.ndarray:
     return np.arange(first_ms, last_ms + 1, interval.ms, dtype=np.int64)
 
 
-def candle_ends(opens: np.ndarray, interval: Interval) -> np.ndarray:
-    """Where each candle opening at `opens` closes (the next candle's open)."""
-    if interval.is_calendar:
-        return month_start_ms(months_since_epoch(opens) + interval.count)
-    return opens + interval.ms
-
-
 def grid_end(candles: np.ndarray, interval: Interval) -> int:
     """Where the last candle of a grid closes."""
-    return int(candle_ends(np.asarray(candles[-1:], dtype=np.int64), interval)[0])
+    return int(interval.close_ms(candles[-1:])[0])
 
 
 def slots(times: np.ndarray, candles: np.ndarray, interval: Interval) -> np.ndarray:

@@ -97,14 +97,19 @@ def update_month(task: MonthTask) -> MonthResult:
     base = None
     if old is not None:
         base = partitions.without_windows(old, [(s.day_ms, s.day_ms + DAY_MS) for s in parsed])
-    # At one time, a file's row for its own day beats everything, and one for a neighbouring day
-    # (Binance's dailies rarely hold one) beats nothing the partition already has: so a full parse
-    # and a re-parse of one day agree, whatever order the files come in.
+    # A row a file holds for another day (Binance's dailies rarely have one) is dropped when that
+    # day has a zip of its own, and otherwise fills in only what the partition lacks: so a full
+    # parse and a re-parse of any one day agree, whatever order the files come in.
     if owned.all():
         merged = partitions.merge(base, inside)
     else:
-        strays, own = inside.filter(pa.array(~owned)), inside.filter(pa.array(owned))
-        merged = partitions.merge(partitions.merge(strays, base), own)
+        file_days = np.array(sorted({s.day_ms for s in task.sources}), dtype=np.int64)
+        times = partitions.time_values(inside)
+        orphan_day = ~np.isin(times - times % DAY_MS, file_days)
+        strays, own = inside.filter(pa.array(~owned & orphan_day)), inside.filter(pa.array(owned))
+        result.rows_outside += int((~owned & ~orphan_day).sum())
+        parts = [t for t in (strays, base, own) if t is not None and t.num_rows]
+        merged = partitions.dedup_sorted(pa.concat_tables(parts)) if parts else own  # the last copy of a time wins
     new_duplicates = footer.repeated_times_by_day(partitions.time_values(inside))
     result.duplicates_dropped = sum(new_duplicates.values())
     kept_duplicates = _recorded_duplicates(path) if base is not None and base.num_rows else {}

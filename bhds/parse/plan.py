@@ -98,8 +98,12 @@ def plan_klines(layout: Layout, trade_type: TradeType, symbol: str, interval: st
         by_month[(day.year, day.month)].append(DaySource(source, epoch_ms(day), status))
         plan.n_sources += 1
     existing = _existing_files(layout.parsed_kline_dir(trade_type, symbol, interval))
-    if force:  # the legacy tool deletes the whole folder first: months with no zip left go too
-        wanted = {layout.parsed_kline_partition(trade_type, symbol, interval, year, month).name for year, month in by_month}
+    if force and by_month:
+        # The legacy tool deletes the whole folder first, so months without any zip go too. A month
+        # whose zip is only waiting for verify is kept, and nothing goes when no zip is usable.
+        on_disk = {day for name in _existing_files(layout.aws_kline_dir(trade_type, symbol, interval))
+                   if name.endswith(".zip") and (day := kline_zip_day(name, symbol, interval)) is not None}
+        wanted = {layout.parsed_kline_partition(trade_type, symbol, interval, d.year, d.month).name for d in on_disk}
         plan.orphans = [layout.parsed_kline_dir(trade_type, symbol, interval) / name for name in sorted(existing)
                         if _is_partition_name(name) and name not in wanted]
     for (year, month), sources in sorted(by_month.items()):

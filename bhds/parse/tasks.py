@@ -45,7 +45,7 @@ class MonthResult:
     unchanged: int = 0  # zips of the month already in the partition in their current version
     failures: list[tuple[str, str]] = field(default_factory=list)  # (zip name, reason)
     rows_parsed: int = 0
-    rows_outside: int = 0  # rows outside the month window, dropped
+    rows_outside: int = 0  # rows dropped: outside the month, or for another day that has a zip of its own
     duplicates_dropped: int = 0  # parsed rows dropped because another parsed row has the same time
     rows_written: int = 0
     bytes_read: int = 0

@@ -72,7 +72,8 @@ def _well_formed(entry: object) -> bool:
     if not isinstance(entry, dict) or not isinstance(entry.get("months"), dict):
         return False
     archive = entry.get("archive")
-    return (archive is None or isinstance(archive, dict)) and all(isinstance(m, dict) for m in entry["months"].values())
+    return (archive is None or isinstance(archive, dict)) and all(
+        isinstance(m, dict) and isinstance(m.get("stats"), dict) for m in entry["months"].values())
 
 
 def lookup(entries: Entries, month: str, sig: list) -> PieceStats | None:
@@ -82,7 +83,7 @@ def lookup(entries: Entries, month: str, sig: list) -> PieceStats | None:
         return None
     try:
         return PieceStats.from_json(entry["stats"])
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, AttributeError):
         return None
 
 

@@ -40,14 +40,6 @@ class Grid:
     def unit(self, ts_ms: int) -> int:
         return int(self.units(np.array([ts_ms], dtype=np.int64))[0])
 
-    def close_ms(self, open_ms: int) -> int:
-        """Exclusive end of the bar opening at `open_ms` (the next bar's open)."""
-        if not self.is_months:
-            return open_ms + self.interval.ms
-        opened = datetime.fromtimestamp(open_ms / 1000, tz=timezone.utc)
-        months = opened.year * 12 + opened.month - 1 + self.interval.count
-        return int(datetime(months // 12, months % 12 + 1, 1, tzinfo=timezone.utc).timestamp() * 1000)
-
     def misaligned(self, ts_ms: np.ndarray) -> np.ndarray:
         """Rows whose time is off the grid. Only checked where the grid is anchored at 00:00 UTC."""
         if self.bars_per_day is None:

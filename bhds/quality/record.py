@@ -52,6 +52,8 @@ and each <symbol> has exactly these keys, in this order:
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 from bhds.quality.funding import FundingFigures
 from bhds.quality.grid import Grid, iso_day, iso_ms
 from bhds.quality.inventory import ArchiveFiles
@@ -147,8 +149,8 @@ def _days_behind(grid: Grid, last_open_ms: int | None, last_day: int | None, yes
     if last_day is None:
         return None
     if last_open_ms is not None and (grid.is_months or grid.interval.ms > DAY_MS):
-        close = grid.close_ms(last_open_ms)
-        if (grid.close_ms(close) - 1) // DAY_MS > yesterday:
+        close = int(grid.interval.close_ms([last_open_ms])[0])
+        if (int(grid.interval.close_ms([close])[0]) - 1) // DAY_MS > yesterday:
             return 0
         last_day = max(last_day, (close - 1) // DAY_MS)
     return max(0, yesterday - last_day)
@@ -158,7 +160,8 @@ def is_below(record: dict, fail_under: float) -> bool:
     """Whether the symbol is less complete than `fail_under` percent, on the exact ratio (not the rounded
     figure); a symbol without any expected bar counts as below."""
     expected = record["bars_expected"]
-    return not expected or 100 * record["bars_present"] < fail_under * expected
+    # Exact decimal arithmetic: with floats, 9018 of 10000 bars would be "below 90.18%".
+    return not expected or 100 * record["bars_present"] < Fraction(str(fail_under)) * expected
 
 
 def worst_first(record: dict) -> tuple:

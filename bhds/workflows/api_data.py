@@ -25,7 +25,7 @@ from bhds.api.connect import ApiOptions, MarketSession, open_market
 from bhds.api.fill import ITEM_ERRORS, DayJob, FillOutcome, KlineFiller
 from bhds.api.funding import fetch_recent_funding, funding_to_table
 from bhds.api.ledger import EmptyDayLedger
-from bhds.api.missing import StoreCoverage, day_list, scan_store, tail_days, yesterday
+from bhds.api.missing import StoreCoverage, day_list, finished_days, scan_store, tail_days
 from bhds.api.ratelimit import MarketStopped
 from bhds.errors import InputError, NetworkError
 from bhds.parallel import imap_isolated
@@ -198,8 +198,8 @@ async def _fill(settings: Settings, layout: Layout, trade_type: TradeType, inter
             server_ms = ms.server_now_ms()
             if server_ms is not None and server_ms < now.timestamp() * 1000:
                 now = datetime.fromtimestamp(server_ms / 1000, tz=timezone.utc)  # our clock runs ahead
-            holes, unfinished = _finished_only(holes, now)
-            tails, late = _finished_only(tails, now)
+            holes, unfinished = _finished_only(holes, interval, now)
+            tails, late = _finished_only(tails, interval, now)
             if unfinished or late:
                 log.warning("%d day(s) not finished yet on Binance's clock (ours is ahead); not fetched", unfinished + late)
                 summary.skipped += unfinished + late
@@ -227,10 +227,9 @@ async def _fill(settings: Settings, layout: Layout, trade_type: TradeType, inter
         _stopped_before_start(exc, summary, sum(len(v) for v in (*holes.values(), *tails.values())))
 
 
-def _finished_only(days_of: dict[str, list[date]], now: datetime) -> tuple[dict[str, list[date]], int]:
-    """The days that ended (00:00 UTC of the next day passed) at `now`, and how many did not."""
-    last = yesterday(now)
-    kept = {symbol: [d for d in days if d <= last] for symbol, days in days_of.items()}
+def _finished_only(days_of: dict[str, list[date]], interval: Interval, now: datetime) -> tuple[dict[str, list[date]], int]:
+    """The days whose bars all closed at `now`, and how many did not."""
+    kept = {symbol: finished_days(days, interval, now) for symbol, days in days_of.items()}
     dropped = sum(len(days) for days in days_of.values()) - sum(len(days) for days in kept.values())
     return {symbol: days for symbol, days in kept.items() if days}, dropped
 
@@ -266,13 +265,12 @@ def download_kline(settings: Settings, *, trade_type, time_interval, symbol, dts
     days = sorted({parse_day(text) for text in dts})
 
     def body(layout: Layout, tt: TradeType, interval: Interval, ledger: EmptyDayLedger, summary: RunSummary) -> None:
-        last = yesterday(settings.now())
-        unfinished = [d for d in days if d > last]
+        wanted = finished_days(days, interval, settings.now())
+        unfinished = [d for d in days if d not in wanted]
         if unfinished:
             log.warning("%s: %s not finished yet (UTC); not fetched", symbol, day_list(unfinished))
             summary.skipped += len(unfinished)
             summary.notes["unfinished"] = len(unfinished)
-        wanted = [d for d in days if d <= last]
         if wanted:
             sweep_temp_files(layout.api_kline_dir(tt, symbol, interval.text))
             asyncio.run(_fill(settings, layout, tt, interval, ledger, {symbol: wanted}, {}, summary, api,

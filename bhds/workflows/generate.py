@@ -52,12 +52,14 @@ def _resample_locks(settings: Settings, layout: Layout, trade_type: TradeType, i
         yield
 
 
-def _check_kline_args(time_interval: str, min_days: int, min_price_chg: float) -> None:
-    parse_interval(time_interval, what="time interval", archive=True)
+def _check_kline_args(time_interval: str, min_days: int, min_price_chg: float) -> str:
+    """The interval as every stage spells it in paths (`1H` -> `1h`), after checking the options."""
+    interval = parse_interval(time_interval, what="time interval", archive=True).text
     if min_days < 0:
         raise InputError(f"--min-days {min_days} is negative: give a number of days of 0 or more (default 1)", exit_code=2)
     if not min_price_chg >= 0:  # also catches nan
         raise InputError(f"--min-price-chg {min_price_chg} is not a price change ratio: give 0 or more, e.g. 0.1 for 10% (default)", exit_code=2)
+    return interval
 
 
 def _kline_symbols(layout: Layout, trade_type: TradeType, interval: str) -> list[str]:
@@ -153,7 +155,7 @@ def _log_options(split_gaps: bool, min_days: int, min_price_chg: float, with_vwa
 def kline(settings: Settings, *, trade_type, time_interval, symbol, split_gaps, min_days, min_price_chg, with_vwap, with_funding_rates) -> RunSummary:
     """Merged, gap-split, filled klines of one symbol; its stale `SP<i>_` files are removed."""
     trade_type = TradeType(trade_type)
-    _check_kline_args(time_interval, min_days, min_price_chg)
+    time_interval = _check_kline_args(time_interval, min_days, min_price_chg)
     layout = Layout(settings.data_dir)
     summary = RunSummary("generate kline")
     target = layout.results_kline_dir(trade_type, time_interval)
@@ -178,7 +180,7 @@ def kline(settings: Settings, *, trade_type, time_interval, symbol, split_gaps, 
 def kline_type(settings: Settings, *, trade_type, time_interval, split_gaps, min_days, min_price_chg, with_vwap, with_funding_rates) -> RunSummary:
     """`kline` for every symbol with a local archive kline directory, swapped in as one new tree."""
     trade_type = TradeType(trade_type)
-    _check_kline_args(time_interval, min_days, min_price_chg)
+    time_interval = _check_kline_args(time_interval, min_days, min_price_chg)
     layout = Layout(settings.data_dir)
     summary = RunSummary("generate kline-type")
     target = layout.results_kline_dir(trade_type, time_interval)

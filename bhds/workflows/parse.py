@@ -119,7 +119,7 @@ def _parse_klines(settings: Settings, layout: Layout, trade_type: TradeType, int
             if result.partition_was_unreadable:
                 log.warning("%s was unreadable and was rebuilt from its zips (%s)", task.partition, result.partition_was_unreadable)
             if result.rows_outside:
-                log.debug("%s: %d rows outside the month dropped", task.label, result.rows_outside)
+                log.debug("%s: %d rows outside the month or of another day's file dropped", task.label, result.rows_outside)
             _tally(summary, result)
             summary.skipped += len(result.adopted) + result.unchanged
             summary.notes["partitions"] += int(result.written)
