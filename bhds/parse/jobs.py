@@ -89,9 +89,12 @@ def update_month(task: MonthTask) -> MonthResult:
     result.parsed = [s.zip for s in parsed]
     result.rows_parsed = table.num_rows
     start, end = month_window(task.year, task.month)
-    owned = _owned_rows(table, row_sources, {s.zip.name: s.day_ms for s in parsed})
-    keep = partitions.within_mask(table, start, end)
-    inside, owned = (table, owned) if keep.all() else (table.filter(pa.array(keep)), owned[keep])
+    times = partitions.time_values(table)  # once: owner, month window, strays and duplicates all use it
+    owned = _owned_rows(times, row_sources, {s.zip.name: s.day_ms for s in parsed})
+    keep = (times >= start) & (times < end)
+    inside = table
+    if not keep.all():
+        inside, times, owned = table.filter(pa.array(keep)), times[keep], owned[keep]
     result.rows_outside = table.num_rows - inside.num_rows
     # A re-parsed file replaces its whole day, so rows a corrected file no longer has do not linger.
     base = None
@@ -104,13 +107,12 @@ def update_month(task: MonthTask) -> MonthResult:
         merged = partitions.merge(base, inside)
     else:
         file_days = np.array(sorted({s.day_ms for s in task.sources}), dtype=np.int64)
-        times = partitions.time_values(inside)
         orphan_day = ~np.isin(times - times % DAY_MS, file_days)
         strays, own = inside.filter(pa.array(~owned & orphan_day)), inside.filter(pa.array(owned))
         result.rows_outside += int((~owned & ~orphan_day).sum())
         parts = [t for t in (strays, base, own) if t is not None and t.num_rows]
         merged = partitions.dedup_sorted(pa.concat_tables(parts)) if parts else own  # the last copy of a time wins
-    new_duplicates = footer.repeated_times_by_day(partitions.time_values(inside))
+    new_duplicates = footer.repeated_times_by_day(times)
     result.duplicates_dropped = sum(new_duplicates.values())
     kept_duplicates = _recorded_duplicates(path) if base is not None and base.num_rows else {}
     duplicates = _duplicates_after(kept_duplicates, {s.day_ms // DAY_MS for s in parsed}, new_duplicates)
@@ -123,11 +125,10 @@ def update_month(task: MonthTask) -> MonthResult:
     return result
 
 
-def _owned_rows(table: pa.Table, row_sources: list[tuple[str, int]], day_of_file: dict[str, int]) -> np.ndarray:
-    """Which rows lie in the UTC day of the file they came from."""
+def _owned_rows(times: np.ndarray, row_sources: list[tuple[str, int]], day_of_file: dict[str, int]) -> np.ndarray:
+    """Which rows (at `times`) lie in the UTC day of the file they came from."""
     days = np.repeat(np.array([day_of_file[name] for name, _ in row_sources], dtype=np.int64),
                      [rows for _, rows in row_sources])
-    times = partitions.time_values(table)
     return (times >= days) & (times < days + DAY_MS)
 
 

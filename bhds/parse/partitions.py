@@ -20,15 +20,10 @@ def time_values(table: pa.Table, column: str = "candle_begin_time") -> np.ndarra
     return table.column(column).combine_chunks().cast(pa.int64()).to_numpy(zero_copy_only=False)
 
 
-def within_mask(table: pa.Table, start_ms: int, end_ms: int, column: str = "candle_begin_time") -> np.ndarray:
-    """Which rows have start ≤ time < end."""
-    times = time_values(table, column)
-    return (times >= start_ms) & (times < end_ms)
-
-
 def within(table: pa.Table, start_ms: int, end_ms: int, column: str = "candle_begin_time") -> pa.Table:
     """Rows with start ≤ time < end."""
-    mask = within_mask(table, start_ms, end_ms, column)
+    times = time_values(table, column)
+    mask = (times >= start_ms) & (times < end_ms)
     return table if mask.all() else table.filter(pa.array(mask))
 
 
