@@ -232,6 +232,14 @@ def list_subdirs(directory: Path) -> list[str]:
     return sorted(entry.name for entry in directory.iterdir() if entry.is_dir() and not entry.name.startswith("."))
 
 
+def partition_month(name: str) -> tuple[int, int] | None:
+    """(year, month) of a parsed partition's file name `YYYYMM.pqt`; None for any other name."""
+    stem = name[: -len(PARQUET_SUFFIX)] if name.endswith(PARQUET_SUFFIX) else ""
+    if len(stem) != 6 or not stem.isdigit() or not 1 <= int(stem[4:]) <= 12:
+        return None
+    return int(stem[:4]), int(stem[4:])
+
+
 def list_files(directory: Path, suffix: str) -> list[Path]:
     """Sorted files in `directory` whose name ends with `suffix` (none when it does not exist)."""
     if not directory.is_dir():

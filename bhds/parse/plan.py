@@ -16,7 +16,7 @@ from bhds.parse.ledger import Fingerprints
 from bhds.parse.sources import SourceZip, funding_zip_month, kline_zip_day, verified_zips
 from bhds.parse.tasks import CHANGED, DONE, NEW, DaySource, FundingTask, MonthTask
 from bhds.parse.timeline import epoch_ms
-from bhds.paths import PARQUET_SUFFIX, Layout
+from bhds.paths import Layout, partition_month
 from bhds.types import TradeType
 
 
@@ -62,11 +62,6 @@ def _ends_like_parquet(path: Path) -> bool:
         return False
 
 
-def _is_partition_name(name: str) -> bool:
-    stem = name[: -len(PARQUET_SUFFIX)] if name.endswith(PARQUET_SUFFIX) else ""
-    return len(stem) == 6 and stem.isdigit()
-
-
 def _verified(plan: SymbolPlan, directory: Path, archive_sizes: dict[str, int]) -> list[SourceZip]:
     """Zips with a `.verified` marker, less those the archive stage's manifest knows at another size.
 
@@ -105,7 +100,7 @@ def plan_klines(layout: Layout, trade_type: TradeType, symbol: str, interval: st
                    if name.endswith(".zip") and (day := kline_zip_day(name, symbol, interval)) is not None}
         wanted = {layout.parsed_kline_partition(trade_type, symbol, interval, d.year, d.month).name for d in on_disk}
         plan.orphans = [layout.parsed_kline_dir(trade_type, symbol, interval) / name for name in sorted(existing)
-                        if _is_partition_name(name) and name not in wanted]
+                        if partition_month(name) is not None and name not in wanted]
     for (year, month), sources in sorted(by_month.items()):
         path = layout.parsed_kline_partition(trade_type, symbol, interval, year, month)
         due = force or path.name not in existing or any(s.status != DONE for s in sources) or not _ends_like_parquet(path)

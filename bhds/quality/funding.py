@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bhds.errors import DataError
-from bhds.quality.grid import iso_ms
+from bhds.quality.grid import iso_ms, percent_down
 from bhds.quality.pieces import as_numpy, times_ms
 from bhds.schema import HOUR_MS
 
@@ -122,7 +122,7 @@ def funding_figures(parsed: Path | None, api: Path | None) -> FundingFigures | N
     else:
         out.expected = 1
     out.missing = out.expected - out.records
-    out.coverage_pct = (10_000 * out.records // out.expected) / 100  # rounded down, as completeness
+    out.coverage_pct = percent_down(out.records, out.expected)  # as completeness
     return out
 
 

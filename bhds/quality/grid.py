@@ -47,6 +47,11 @@ class Grid:
         return ts_ms % self.step != 0
 
 
+def percent_down(part: int, whole: int) -> float:
+    """100 * part / whole rounded down to 2 decimals, in integers: 100.0 only when nothing is missing."""
+    return (10_000 * int(part) // int(whole)) / 100
+
+
 def iso_ms(ms: int | None) -> str | None:
     """`2024-01-31T23:59:00Z` for an epoch-ms instant."""
     if ms is None:

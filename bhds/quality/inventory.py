@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bhds.paths import CHECKSUM_SUFFIX, PARQUET_SUFFIX, PART_SUFFIX, VERIFIED_SUFFIX, Layout, list_files, list_subdirs
+from bhds.paths import (CHECKSUM_SUFFIX, PARQUET_SUFFIX, PART_SUFFIX, VERIFIED_SUFFIX, Layout, list_files, list_subdirs,
+                        partition_month)
 from bhds.quality.grid import day_number
 from bhds.types import TradeType
 
@@ -122,7 +123,7 @@ def kline_files(layout: Layout, trade_type: TradeType, symbol: str, interval: st
                     found.api[day_number(stem)] = sig
                 except ValueError:
                     found.bad_names.append(entry.path)
-            elif len(stem) == 6 and stem.isdigit() and 1 <= int(stem[4:]) <= 12:
+            elif partition_month(entry.name) is not None:
                 found.parsed[stem] = sig
             else:
                 found.bad_names.append(entry.path)

@@ -55,7 +55,7 @@ from __future__ import annotations
 from fractions import Fraction
 
 from bhds.quality.funding import FundingFigures
-from bhds.quality.grid import Grid, iso_day, iso_ms
+from bhds.quality.grid import Grid, iso_day, iso_ms, percent_down
 from bhds.quality.inventory import ArchiveFiles
 from bhds.quality.segments import Segment, split_gaps
 from bhds.quality.series import DayView, SeriesFigures
@@ -101,8 +101,8 @@ def build_record(
         days_expected = days_missing = days_partial = None
         bars_present = fig.rows - fig.misaligned
         bars_expected = (grid.unit(fig.last) - grid.unit(fig.first)) // grid.step + 1 if fig.first is not None else 0
-    # Rounded down, in integers: 1 bar missing of 43,200 is 99.99, never a reassuring 100.00.
-    completeness = (10_000 * int(bars_present) // int(bars_expected)) / 100 if bars_expected else None
+    # Rounded down: 1 bar missing of 43,200 is 99.99, never a reassuring 100.00.
+    completeness = percent_down(bars_present, bars_expected) if bars_expected else None
 
     return {
         "symbol": symbol,
