@@ -15,7 +15,7 @@ from pathlib import Path
 from bhds.paths import PARQUET_SUFFIX, Layout, list_files
 from bhds.quality.grid import iso_ms
 from bhds.research.store import RESAMPLED, RESULTS, Dataset, FileFigures, datasets, file_figures, stem
-from bhds.types import TradeType
+from bhds.types import TradeType, _human_bytes
 
 SCHEMA = "bhds-list-data/1"
 FORMATS = ("table", "json", "csv")
@@ -98,14 +98,6 @@ def _cell(key: str, value: object) -> str:
     if key == "rows":
         return f"{value:,}"
     if key == "bytes":
-        return _size(int(value))  # type: ignore[call-overload]
+        return _human_bytes(int(value))  # type: ignore[call-overload]
     return str(value)
 
-
-def _size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{n}B" if unit == "B" else f"{size:.1f}{unit}"
-        size /= 1024
-    return f"{n}B"

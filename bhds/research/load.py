@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Union
 
 from bhds.errors import DataError, InputError
-from bhds.research.store import (RESAMPLED, RESULTS, TIME, Dataset, FileFigures, file_figures, stem, trade_type_of)
+from bhds.research.store import (API_KLINES, PARSED_KLINES, RESAMPLED, RESULTS, TIME, Dataset, FileFigures, file_figures,
+                                  interval_order, stem, trade_type_of)
 from bhds.types import DAY_MS, TradeType, parse_interval
 
 if TYPE_CHECKING:
@@ -180,14 +181,11 @@ def _result_dataset(layout: Layout, tt: TradeType, interval: str, offset: str | 
 
 def _offsets(layout: Layout, tt: TradeType, interval: str) -> list[str]:
     from bhds.paths import list_subdirs
-    from bhds.research.store import _interval_order
 
-    return sorted(list_subdirs(layout.resampled_interval_dir(tt, interval)), key=_interval_order)
+    return sorted(list_subdirs(layout.resampled_interval_dir(tt, interval)), key=interval_order)
 
 
 def _files_by_symbol(layout: Layout, tt: TradeType, interval: str, source: str, offset: str | None) -> dict[str, list[Path]]:
-    from bhds.research.store import API_KLINES, PARSED_KLINES
-
     if source == "parsed":
         text = parse_interval(interval, archive=True).text
         merged: dict[str, list[Path]] = {}

@@ -103,21 +103,21 @@ def datasets(layout: Layout, trade_type: TradeType) -> list[Dataset]:
                                (API_KLINES, layout.api_kline_symbols_dir(tt), layout.api_kline_dir)):
         intervals = {interval for symbol in list_subdirs(root) for interval in list_subdirs(root / symbol)
                      if list_files(folder(tt, symbol, interval), PARQUET_SUFFIX)}
-        found += [Dataset(tt, kind, interval) for interval in sorted(intervals, key=_interval_order)]
+        found += [Dataset(tt, kind, interval) for interval in sorted(intervals, key=interval_order)]
     for kind in (FUNDING, API_FUNDING):
         if list_files(Dataset(tt, kind).directory(layout), PARQUET_SUFFIX):  # type: ignore[arg-type]
             found.append(Dataset(tt, kind))
-    for interval in sorted(list_subdirs(layout.results_klines_root(tt)), key=_interval_order):
+    for interval in sorted(list_subdirs(layout.results_klines_root(tt)), key=interval_order):
         if list_files(layout.results_kline_dir(tt, interval), PARQUET_SUFFIX):
             found.append(Dataset(tt, RESULTS, interval))
-    for interval in sorted(list_subdirs(layout.resampled_root(tt)), key=_interval_order):
-        for offset in sorted(list_subdirs(layout.resampled_interval_dir(tt, interval)), key=_interval_order):
+    for interval in sorted(list_subdirs(layout.resampled_root(tt)), key=interval_order):
+        for offset in sorted(list_subdirs(layout.resampled_interval_dir(tt, interval)), key=interval_order):
             if list_files(layout.resampled_dir(tt, interval, offset), PARQUET_SUFFIX):
                 found.append(Dataset(tt, RESAMPLED, interval, offset))
     return found
 
 
-def _interval_order(text: str) -> tuple[int, str]:
+def interval_order(text: str) -> tuple[int, str]:
     """1m < 5m < 1h < 1d by length (unknown spellings last, by name)."""
     from bhds.types import parse_interval
 
