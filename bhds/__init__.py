@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from bhds.errors import BhdsError, DataError, InputError
+from bhds.errors import BhdsError, ConfigError, DataError, InputError
 
 __version__ = "0.1.0"
 
 _LAZY = ("load", "load_arrow", "load_polars", "symbols", "coverage")
-__all__ = ["BhdsError", "DataError", "InputError", "__version__", *_LAZY]
+__all__ = ["BhdsError", "ConfigError", "DataError", "InputError", "__version__", *_LAZY]
 
 if TYPE_CHECKING:
     from bhds.research.load import coverage, load, load_arrow, load_polars, symbols

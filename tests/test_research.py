@@ -221,6 +221,8 @@ def test_symbols_and_coverage_match_the_loaded_rows(store: Path) -> None:
     assert cov.loc["LUNAUSDT", "files"] == 2
     resampled = bhds.coverage("spot", "1h", "resampled", offset="15m", data_dir=store).set_index("symbol")
     assert resampled.loc["BTCUSDT", "rows"] == len(bhds.load("spot", "BTCUSDT", "1h", offset="15m", source="resampled", data_dir=store))
+    with pytest.raises(InputError, match="needs an offset"):  # rows summed over offsets would mean nothing
+        bhds.coverage("spot", "1h", "resampled", data_dir=store)
 
 
 @pytest.mark.parametrize(("kwargs", "error", "says"), [
@@ -368,3 +370,36 @@ def test_catalog_to_another_path_and_without_duckdb(store_copy: Path, tmp_path: 
     code, out, err = cli(["catalog"], capsys)
     assert code == 1 and out == ""
     assert err == "bhds: error: the SQL catalog needs DuckDB: pip install 'bhds[sql]' (or pip install duckdb)\n"
+
+
+# ---- files written by other tools ----
+
+def test_files_from_other_writers_nanoseconds_and_no_statistics(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bhds.py wrote results through pandas (ns timestamps); other tools may write no min/max statistics."""
+    import pyarrow as pa
+
+    layout = Layout(tmp_path / "binance_data")
+    directory = layout.results_kline_dir("spot", "1m")
+    directory.mkdir(parents=True)
+
+    def frame(first: str, n: int) -> pd.DataFrame:
+        t = pd.date_range(first, periods=n, freq="min", tz="UTC").astype("datetime64[ns, UTC]")
+        price = np.linspace(1.0, 2.0, n)
+        return pd.DataFrame({TIME: t, "open": price, "high": price, "low": price, "close": price, "volume": np.ones(n)})
+
+    early, late = frame("2024-01-31 22:00", 180), frame("2024-02-03 00:00", 60)
+    pq.write_table(pa.Table.from_pandas(early, preserve_index=False), directory / "SP0_XUSDT.pqt", write_statistics=False)
+    late.to_parquet(directory / "XUSDT.pqt", index=False)
+    assert pq.read_schema(directory / "XUSDT.pqt").field(TIME).type == pa.timestamp("ns", tz="UTC")
+
+    got = bhds.load("spot", "XUSDT", start=np.datetime64("2024-01-31T23:58"), end=pd.Timestamp("2024-02-01 00:02", tz="UTC"),
+                    data_dir=layout.root)
+    assert str(got[TIME].dtype) == "datetime64[ms, UTC]"
+    assert list(got[TIME]) == [utc("2024-01-31 23:58"), utc("2024-01-31 23:59"), utc("2024-02-01 00:00"), utc("2024-02-01 00:01")]
+    whole = bhds.load("spot", "XUSDT", data_dir=layout.root)
+    assert len(whole) == 240 and whole["close"].tolist() == early["close"].tolist() + late["close"].tolist()
+    cov = bhds.coverage("spot", data_dir=layout.root).iloc[0]
+    assert (cov["first"], cov["last"], cov["rows"], cov["files"]) == (utc("2024-01-31 22:00"), utc("2024-02-03 00:59"), 240, 2)
+    monkeypatch.setitem(sys.modules, "polars", None)
+    with pytest.raises(BhdsError, match=r"^load_polars needs polars: pip install polars"):
+        bhds.load_polars("spot", "XUSDT", data_dir=layout.root)

@@ -30,6 +30,8 @@ log = logging.getLogger("bhds.catalog")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+_LOCK_WAIT_S = 60.0  # writing the catalog takes well under a second
+
 
 def require_duckdb() -> Any:
     try:
@@ -86,6 +88,12 @@ def write_catalog(layout: Layout, path: Path | None = None) -> list[str]:
     target = Path(path) if path is not None else layout.catalog_db
     if target.is_dir():
         raise ConfigError(f"{target} is a directory: give a file name for the catalog, e.g. {target / 'catalog.duckdb'}")
+    # Two generate runs may finish together: one writer at a time, each listing the folders afresh.
+    with storage.stage_lock(layout, "catalog", _LOCK_WAIT_S):
+        return _write(duckdb, layout, target)
+
+
+def _write(duckdb: Any, layout: Layout, target: Path) -> list[str]:
     views = view_definitions(layout)
     with storage.atomic_path(target) as tmp:
         wal = tmp.with_name(tmp.name + ".wal")

@@ -13,7 +13,7 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Union
 
-from bhds.errors import DataError, InputError
+from bhds.errors import ConfigError, DataError, InputError
 from bhds.research.store import (API_KLINES, PARSED_KLINES, RESAMPLED, RESULTS, TIME, Dataset, FileFigures, file_figures,
                                   interval_order, stem, trade_type_of)
 from bhds.types import DAY_MS, TradeType, parse_interval
@@ -95,7 +95,7 @@ def load_polars(trade_type: str | TradeType, symbol: str, interval: str = "1m", 
     try:
         import polars as pl
     except ImportError:
-        raise InputError("load_polars needs polars: pip install polars (or use bhds.load for pandas)") from None
+        raise ConfigError("load_polars needs polars: pip install polars (or use bhds.load for pandas)") from None
     table = load_arrow(trade_type, symbol, interval, start, end, offset=offset, columns=columns, source=source,
                        segments=segments, data_dir=data_dir)
     return pl.from_arrow(table)  # type: ignore[return-value]
@@ -111,12 +111,16 @@ def coverage(trade_type: str | TradeType, interval: str = "1m", source: Source =
              data_dir: str | Path | None = None) -> pd.DataFrame:
     """Per symbol: first and last candle, rows, files and bytes, from the Parquet footers only.
 
-    For `parsed`, rows count archive and API rows alike, so a day present in both counts twice.
+    `resampled` needs `offset`. For `parsed`, rows count archive and API rows alike, so a day
+    present in both counts twice.
     """
     import pandas as pd
 
+    tt, layout = trade_type_of(trade_type), _layout(data_dir)
+    if source == RESAMPLED:
+        _result_dataset(layout, tt, interval, offset, source)  # the offset is required, and must exist
     records = []
-    for symbol, paths in sorted(_files_by_symbol(_layout(data_dir), trade_type_of(trade_type), interval, source, offset).items()):
+    for symbol, paths in sorted(_files_by_symbol(layout, tt, interval, source, offset).items()):
         records.append(summarise(symbol, [file_figures(p) for p in paths]))
     frame = pd.DataFrame(records, columns=["symbol", "first", "last", "rows", "files", "bytes"])
     for column in ("first", "last"):
@@ -145,7 +149,7 @@ def _layout(data_dir: str | Path | None) -> Layout:
 
 
 def to_ms(value: TimeLike, what: str) -> int | None:
-    """Epoch ms of a time given as ISO text, datetime or date (naive means UTC)."""
+    """Epoch ms of a time given as ISO text, datetime (pandas Timestamp too), date or numpy datetime64 (naive means UTC)."""
     if value is None:
         return None
     if isinstance(value, str):
@@ -157,6 +161,8 @@ def to_ms(value: TimeLike, what: str) -> int | None:
         moment = value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
     elif isinstance(value, date):
         moment = datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
+    elif str(getattr(value, "dtype", "")).startswith("datetime64"):  # a numpy datetime64 (UTC, as numpy has no zones)
+        return int(value.astype("datetime64[ms]").astype("int64"))  # type: ignore[attr-defined]
     else:
         raise InputError(f"{what} {value!r} is not a time: give ISO text, a datetime or a date", exit_code=2)
     delta = moment - datetime(1970, 1, 1, tzinfo=timezone.utc)
