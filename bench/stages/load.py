@@ -24,13 +24,17 @@ N_SYMBOLS, N_DAYS, START = 10, 365, date(2024, 1, 1)
 MIN_MS, DAY_MS = 60_000, 86_400_000
 SYMBOL = "S003USDT"
 
-# (case name, the bhds call, which of the symbol's files it needs)
+YEAR_ROWS, MARCH_ROWS = N_DAYS * 1440, 31 * 1440
+# (case name, the bhds call, which of the symbol's files it needs, throughput units)
 CALLS = [
-    ("load 1 symbol-year 1m (results)", f"bhds.load('um_futures', '{SYMBOL}', data_dir=D)", "results"),
-    ("load 1 symbol, 1 month (results)", f"bhds.load('um_futures', '{SYMBOL}', start='2024-03-01', end='2024-04-01', data_dir=D)", "results"),
-    ("load 1 symbol, 1 month (parsed)", f"bhds.load('um_futures', '{SYMBOL}', start='2024-03-01', end='2024-04-01', source='parsed', data_dir=D)", "march"),
-    ("load 1 symbol-year, 2 columns", f"bhds.load('um_futures', '{SYMBOL}', columns=['close', 'volume'], data_dir=D)", "results"),
-    ("coverage of the store (footers)", "bhds.coverage('um_futures', data_dir=D)", "none"),
+    ("load 1 symbol-year 1m (results)", f"bhds.load('um_futures', '{SYMBOL}', data_dir=D)", "results", {"rows": YEAR_ROWS}),
+    ("load 1 symbol, 1 month (results)", f"bhds.load('um_futures', '{SYMBOL}', start='2024-03-01', end='2024-04-01', data_dir=D)",
+     "results", {"rows": MARCH_ROWS}),
+    ("load 1 symbol, 1 month (parsed)",
+     f"bhds.load('um_futures', '{SYMBOL}', start='2024-03-01', end='2024-04-01', source='parsed', data_dir=D)", "march", {"rows": MARCH_ROWS}),
+    ("load 1 symbol-year, 2 columns", f"bhds.load('um_futures', '{SYMBOL}', columns=['close', 'volume'], data_dir=D)", "results",
+     {"rows": YEAR_ROWS}),
+    ("coverage of the store (footers)", "bhds.coverage('um_futures', data_dir=D)", "none", {"files": N_SYMBOLS}),
 ]
 
 
@@ -117,14 +121,14 @@ def probe(data_dir: Path, call: str, needs: str) -> dict:
 def cases(ctx: BenchContext) -> list[Case]:
     data_dir = build_store(ctx.work.parent / "load-store")
     out = []
-    for name, call, needs in CALLS:
+    for name, call, needs, units in CALLS:
         command = [sys.executable, "-c", f"import bhds; D = {str(data_dir)!r}; {call}"]
-        out.append(Case(name, command[1:], command=command, units={"symbol-years": 1},
+        out.append(Case(name, command[1:], command=command, units=units,
                         probe=lambda _ctx, call=call, needs=needs: probe(data_dir, call, needs)))
     return out
 
 
 if __name__ == "__main__":
     store = build_store(REPO / "bench" / "data" / "load-store")
-    for name, call, needs in CALLS:
+    for name, call, needs, _units in CALLS:
         print(f"{name:<36} {json.dumps(probe(store, call, needs))}", flush=True)
