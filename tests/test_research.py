@@ -366,10 +366,16 @@ def test_catalog_to_another_path_and_without_duckdb(store_copy: Path, tmp_path: 
     target.write_bytes(b"an old catalog")
     code, _, _ = cli(["catalog", str(target)], capsys)
     assert code == 0 and target.read_bytes()[:14] != b"an old catalog" and not Layout(store_copy).catalog_db.exists()
+    code, _, _ = cli(["catalog"], capsys)
+    assert code == 0 and Layout(store_copy).catalog_db.exists()
     monkeypatch.setitem(sys.modules, "duckdb", None)  # import duckdb -> ImportError
     code, out, err = cli(["catalog"], capsys)
     assert code == 1 and out == ""
     assert err == "bhds: error: the SQL catalog needs DuckDB: pip install 'bhds[sql]' (or pip install duckdb)\n"
+    # generate still succeeds when the catalog cannot be refreshed, and says so.
+    code, out, err = cli(["generate", "resample-type", "spot", "4h", "1h"], capsys)
+    assert code == 0 and out.startswith("generate resample-type:")
+    assert "catalog not refreshed: the SQL catalog needs DuckDB" in err
 
 
 # ---- files written by other tools ----
