@@ -56,6 +56,7 @@ class Case:
     baseline: dict[str, float] = field(default_factory=dict)
     target: str = ""
     command: list[str] | None = None  # a non-bhds command to time instead (e.g. a bare pyarrow read)
+    probe: Callable[[BenchContext], dict] | None = None  # extra figures for the result (e.g. bytes read), run once untimed
 
 
 def _tree_rss_bytes(root_pid: int, cpu_seen: dict[int, float] | None = None) -> int:
@@ -154,6 +155,8 @@ def run_case(ctx: BenchContext, case: Case, repeat: int) -> dict:
     }
     if case.baseline.get("wall_s"):
         result["speedup_vs_legacy"] = round(case.baseline["wall_s"] / wall, 2)
+    if case.probe:
+        result.update(case.probe(ctx))
     if any(m.returncode != 0 for m in runs):
         result["stderr_tail"] = runs[-1].stderr_tail
     return result

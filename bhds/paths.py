@@ -188,14 +188,22 @@ class Layout:
         return self.api_funding_dir(trade_type) / f"{symbol}{PARQUET_SUFFIX}"
 
     # -- results --
+    def results_klines_root(self, trade_type: TradeType) -> Path:
+        """`results_data/<tt>/klines`, one sub-directory per interval."""
+        return self.root / "results_data" / TradeType(trade_type).value / "klines"
+
     def results_kline_dir(self, trade_type: TradeType, interval: str) -> Path:
-        return self.root / "results_data" / TradeType(trade_type).value / "klines" / interval
+        return self.results_klines_root(trade_type) / interval
 
     def results_kline_file(self, trade_type: TradeType, interval: str, name: str) -> Path:
         return self.results_kline_dir(trade_type, interval) / f"{name}{PARQUET_SUFFIX}"
 
+    def resampled_root(self, trade_type: TradeType) -> Path:
+        """`results_data/<tt>/resampled_klines`, one sub-directory per interval, then per offset."""
+        return self.root / "results_data" / TradeType(trade_type).value / "resampled_klines"
+
     def resampled_interval_dir(self, trade_type: TradeType, resample_interval: str) -> Path:
-        return self.root / "results_data" / TradeType(trade_type).value / "resampled_klines" / resample_interval
+        return self.resampled_root(trade_type) / resample_interval
 
     def resampled_dir(self, trade_type: TradeType, resample_interval: str, offset: str) -> Path:
         return self.resampled_interval_dir(trade_type, resample_interval) / offset
@@ -219,6 +227,11 @@ class Layout:
     def cache_file(self, name: str) -> Path:
         """Small cached metadata (e.g. COIN-M contract sizes) so later stages run offline."""
         return self.state_dir / "cache" / name
+
+    @property
+    def catalog_db(self) -> Path:
+        """The DuckDB file of `bhds catalog`: SQL views over the results and funding files."""
+        return self.root / "catalog.duckdb"
 
     def marker_template(self, generation: int = 0) -> Path:
         """An empty file that `.verified` markers are hard links to (a link is ~20× cheaper than a new file)."""

@@ -9,6 +9,7 @@ raised on, so one odd directory in the bucket does not stop a download.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -191,3 +192,19 @@ def select_cm(symbols: Iterable[str], *, contract_type: ContractType) -> Selecti
             result.kept.append(name)
     return result
 
+
+
+class _CallableModule(sys.modules[__name__].__class__):  # type: ignore[misc]
+    """`bhds.symbols` is both this module and the research API's `bhds.symbols(trade_type, ...)`.
+
+    Importing a submodule makes it an attribute of the package, which would hide the function of
+    the same name; calling the module instead calls the function (`bhds.research.load.symbols`).
+    """
+
+    def __call__(self, *args: object, **kwargs: object) -> list[str]:
+        from bhds.research.load import symbols
+
+        return symbols(*args, **kwargs)  # type: ignore[arg-type]
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -70,7 +70,7 @@ def cli(debug: bool) -> None:
 
 
 def _register() -> None:
-    from bhds.cli import api_data, aws_funding, aws_kline, aws_liquidation, generate, quality
+    from bhds.cli import api_data, aws_funding, aws_kline, aws_liquidation, generate, quality, research
 
     # The legacy root listed its groups in this order; bhds' own additions follow.
     cli.add_command(aws_funding.group, "aws_funding")
@@ -79,6 +79,8 @@ def _register() -> None:
     cli.add_command(aws_liquidation.group, "aws_liquidation")
     cli.add_command(generate.group, "generate")
     cli.add_command(quality.group, "quality")
+    cli.add_command(research.list_data, "list-data")
+    cli.add_command(research.catalog, "catalog")
 
 
 _register()

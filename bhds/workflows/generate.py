@@ -267,3 +267,9 @@ def _carry_over_resampled(target: Path, staging: Path, plan: ResamplePlan, name:
             kept += 1
     if kept:
         log.warning("%s failed: kept its previous resamples (%d files)", name, kept)
+
+
+# The SQL catalog, when one exists, is rewritten after each run so it covers any folder the run added.
+from bhds.research.catalog import refresh_after  # noqa: E402
+
+kline, kline_type, resample, resample_type = map(refresh_after, (kline, kline_type, resample, resample_type))
