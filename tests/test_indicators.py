@@ -119,7 +119,7 @@ def test_reruns_skip_unchanged_symbols_and_redo_changed_ones(tmp_path: Path) -> 
     plain_store(tmp_path)
     generate.kline_type(settings_for(tmp_path), trade_type=SPOT, time_interval="1m", **DEFAULTS)
     layout = Layout(tmp_path / "binance_data")
-    first = run(tmp_path)
+    first = run(tmp_path, n_jobs=2)  # two symbols: worker processes
     assert (first.files, first.skipped) == (2, 0)
     btc = layout.indicators_file(SPOT, "1m", None, "BTCUSDT")
     before = btc.stat().st_mtime_ns

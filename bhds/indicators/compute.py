@@ -47,7 +47,7 @@ def read_manifest(path: Path) -> dict | None:
     try:
         metadata = pq.read_schema(path).metadata or {}
         return json.loads(metadata[MANIFEST_KEY])
-    except (OSError, KeyError, ValueError, Exception):  # noqa: BLE001 - any unreadable file is simply rebuilt
+    except Exception:  # noqa: BLE001 - a missing, foreign or unreadable file is simply rebuilt
         return None
 
 
