@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import bhds
 from bhds import runlog, storage
 from bhds.cli import main
 from bhds.paths import Layout
@@ -74,7 +75,7 @@ def test_every_command_appends_one_line_with_its_exit_code(tmp_path: Path, monke
     ]
     first, _, click_usage, partial, busy, _ = records
     assert first["summary"]["files"] == 1 and first["summary"]["rows"] == 2 * 1440 and first["summary"]["failed"] == 0
-    assert first["argv"] == ["generate", "kline-type", "spot", "1m"] and first["version"] == "0.1.0"
+    assert first["argv"] == ["generate", "kline-type", "spot", "1m"] and first["version"] == bhds.__version__
     assert first["start"] == "2024-02-01T12:00:00.000Z" and first["end"] >= first["start"] and first["error"] is None
     assert "'bogus' is not one of" in click_usage["error"] and click_usage["summary"] is None
     assert partial["summary"]["failed"] == 1 and partial["summary"]["failures"][0].startswith("XRPUSDT: cannot read")
