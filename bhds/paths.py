@@ -211,10 +211,28 @@ class Layout:
     def resampled_file(self, trade_type: TradeType, resample_interval: str, offset: str, name: str) -> Path:
         return self.resampled_dir(trade_type, resample_interval, offset) / f"{name}{PARQUET_SUFFIX}"
 
+    def indicators_dir(self, trade_type: TradeType, interval: str, offset: str | None = None) -> Path:
+        """`results_data/<tt>/indicators/<interval>[/<offset>]`: indicators of the klines or resamples of that interval."""
+        base = self.root / "results_data" / TradeType(trade_type).value / "indicators" / interval
+        return base / offset if offset else base
+
+    def indicators_file(self, trade_type: TradeType, interval: str, offset: str | None, symbol: str) -> Path:
+        return self.indicators_dir(trade_type, interval, offset) / f"{symbol}{PARQUET_SUFFIX}"
+
     # -- bhds bookkeeping (not part of the legacy layout) --
     @property
     def state_dir(self) -> Path:
         return self.root / ".bhds"
+
+    @property
+    def run_log(self) -> Path:
+        """One JSON line per bhds command run (`bhds status` reads it)."""
+        return self.state_dir / "runs.jsonl"
+
+    @property
+    def run_log_previous(self) -> Path:
+        """Where `run_log` is rotated to when it grows too large (one generation is kept)."""
+        return self.state_dir / "runs.jsonl.1"
 
     @property
     def state_db(self) -> Path:

@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from bhds.cli.options import OrderedGroup
+from bhds.cli.runrecord import note_summary, recorded
 
 EXIT_PARTIAL = 3
 EXIT_INTERRUPTED = 130
@@ -53,6 +54,7 @@ def dispatch(target: str, **kwargs: Any) -> None:
     started = time.monotonic()
     summary = func(settings, **kwargs)
     summary.seconds = time.monotonic() - started
+    note_summary(summary)  # for this run's line in .bhds/runs.jsonl
     for failure in summary.failures[:MAX_FAILURES_SHOWN]:
         click.echo(f"bhds: failed: {failure}", err=True)
     if len(summary.failures) > MAX_FAILURES_SHOWN:
@@ -70,7 +72,7 @@ def cli(debug: bool) -> None:
 
 
 def _register() -> None:
-    from bhds.cli import api_data, aws_funding, aws_kline, aws_liquidation, generate, quality, research
+    from bhds.cli import api_data, aws_funding, aws_kline, aws_liquidation, generate, quality, research, status
 
     # The legacy root listed its groups in this order; bhds' own additions follow.
     cli.add_command(aws_funding.group, "aws_funding")
@@ -81,6 +83,7 @@ def _register() -> None:
     cli.add_command(quality.group, "quality")
     cli.add_command(research.list_data, "list-data")
     cli.add_command(research.catalog, "catalog")
+    cli.add_command(status.command, "status")
 
 
 _register()
@@ -92,6 +95,7 @@ def _debug_requested(argv: list[str]) -> bool:
     return "--debug" in argv or debug_from_env()
 
 
+@recorded  # appends this run to .bhds/runs.jsonl whatever way it ends
 def main(argv: list[str] | None = None) -> None:
     """Entry point of `python bhds.py`, `python -m bhds` and the `bhds` console script."""
     from bhds.errors import BhdsError

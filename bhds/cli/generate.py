@@ -65,3 +65,7 @@ def resample_type(trade_type: str, resample_interval: str, base_offset: str) -> 
     """Resample kline data for all symbols of given trade type and resample interval."""
     dispatch("generate:resample_type", trade_type=TradeType(trade_type), resample_interval=resample_interval,
              base_offset=base_offset)
+
+
+from bhds.cli.indicators import indicators_type  # noqa: E402 - bhds' own addition, listed after the legacy commands
+group.add_command(indicators_type)
