@@ -225,3 +225,24 @@ def test_read_indicators_by_spec_or_column_and_time_range(tmp_path: Path) -> Non
     with pytest.raises(InputError, match="no indicators for XRPUSDT spot 1m"):
         read_indicators(SPOT, "XRPUSDT", data_dir=data_dir)
     assert os.path.exists(data_dir / "results_data" / "spot" / "indicators" / "1m" / "BTCUSDT.pqt")
+
+
+def test_load_joins_the_indicators_on_candle_time_across_a_split(tmp_path: Path) -> None:
+    import bhds
+
+    split_store(tmp_path)
+    run(tmp_path)
+    data_dir = tmp_path / "binance_data"
+    frame = bhds.load("spot", "BTCUSDT", "1m", start="2024-01-02T23:00", end="2024-01-05T01:00", columns=["close"],
+                      indicators=["rsi:14"], data_dir=data_dir)
+    assert list(frame.columns) == ["candle_begin_time", "close", "rsi_14"]
+    by_hand = read_indicators("spot", "BTCUSDT", "1m", indicators=["rsi:14"], data_dir=data_dir,
+                              start="2024-01-02T23:00", end="2024-01-05T01:00").to_pandas()
+    assert len(frame) == len(by_hand) == 60 + 60  # the hour before the split and the hour after it
+    assert frame["candle_begin_time"].is_monotonic_increasing
+    np.testing.assert_array_equal(frame["candle_begin_time"].to_numpy(), by_hand["candle_begin_time"].to_numpy())
+    np.testing.assert_array_equal(frame["rsi_14"].to_numpy(dtype=float, na_value=np.nan),
+                                  by_hand["rsi_14"].to_numpy(dtype=float, na_value=np.nan))
+    assert frame["rsi_14"].iloc[60:74].isna().all()  # warm-up again after the split: no window reaches across it
+    with pytest.raises(InputError, match="not from source='parsed'"):
+        bhds.load("spot", "BTCUSDT", source="parsed", indicators=["rsi:14"], data_dir=data_dir)

@@ -36,7 +36,8 @@ _MARGIN_MS = DAY_MS
 
 def load_arrow(trade_type: str | TradeType, symbol: str, interval: str = "1m", start: TimeLike = None, end: TimeLike = None, *,
                offset: str | None = None, columns: Sequence[str] | None = None, source: Source = "results",
-               segments: bool = False, data_dir: str | Path | None = None) -> pa.Table:
+               segments: bool = False, indicators: Sequence[str] | None = None,
+               data_dir: str | Path | None = None) -> pa.Table:
     """`load` as a pyarrow Table (no pandas involved)."""
     tt = trade_type_of(trade_type)
     layout = _layout(data_dir)
@@ -55,12 +56,32 @@ def load_arrow(trade_type: str | TradeType, symbol: str, interval: str = "1m", s
         table = _load_segments(layout, dataset, symbol, start_ms, end_ms, segments, wanted)
     else:
         raise InputError(f"source {source!r} is not known: use one of {', '.join(SOURCES)}", exit_code=2)
-    return _sorted(_select(table, columns, segments))
+    table = _select(table, columns, segments)
+    if indicators:
+        if source == "parsed":
+            raise InputError("indicators are computed from results or resamples, not from source='parsed'", exit_code=2)
+        table = _join_indicators(table, layout, tt, symbol, interval, offset, list(indicators), start, end)
+    return _sorted(table)
+
+
+def _join_indicators(table: pa.Table, layout: Layout, tt: TradeType, symbol: str, interval: str, offset: str | None,
+                     indicators: list[str], start: TimeLike, end: TimeLike) -> pa.Table:
+    """The candles with the indicator columns `generate indicators-type` wrote, matched on candle time."""
+    from bhds.indicators import read_indicators
+
+    extra = read_indicators(tt, symbol, interval, offset=offset, indicators=indicators, start=start, end=end,
+                            data_dir=layout.root)
+    extra = extra.set_column(0, TIME, extra.column(0).cast(table.schema.field(TIME).type))
+    clash = [name for name in extra.column_names[1:] if name in table.column_names]
+    if clash:
+        raise InputError(f"indicator column {', '.join(clash)} clashes with a kline column: ask for fewer columns", exit_code=2)
+    return table.join(extra, TIME, join_type="left outer")
 
 
 def load(trade_type: str | TradeType, symbol: str, interval: str = "1m", start: TimeLike = None, end: TimeLike = None, *,
          offset: str | None = None, columns: Sequence[str] | None = None, source: Source = "results",
-         segments: bool = False, data_dir: str | Path | None = None) -> pd.DataFrame:
+         segments: bool = False, indicators: Sequence[str] | None = None,
+         data_dir: str | Path | None = None) -> pd.DataFrame:
     """One symbol's candles as a pandas DataFrame: one row per candle, sorted, RangeIndex.
 
     Args:
@@ -75,6 +96,8 @@ def load(trade_type: str | TradeType, symbol: str, interval: str = "1m", start: 
         source: `results` (generated klines), `resampled`, or `parsed` (archive partitions merged
             with API days, as generate sees them before its gap split and fill).
         segments: add a `segment` column naming the file each row came from (`SP0_X`, …, `X`).
+        indicators: specs or column names written by `generate indicators-type` (e.g. `rsi:14`,
+            `macd:12,26,9`), joined on candle time; not for `parsed`.
         data_dir: the `binance_data` folder; default: the configured store (CRYPTO_BASE_DIR).
 
     Returns:
@@ -84,20 +107,21 @@ def load(trade_type: str | TradeType, symbol: str, interval: str = "1m", start: 
         bhds.BhdsError: InputError for a bad argument, DataError when the data is not on disk.
     """
     table = load_arrow(trade_type, symbol, interval, start, end, offset=offset, columns=columns, source=source,
-                       segments=segments, data_dir=data_dir)
+                       segments=segments, indicators=indicators, data_dir=data_dir)
     return table.to_pandas()
 
 
 def load_polars(trade_type: str | TradeType, symbol: str, interval: str = "1m", start: TimeLike = None, end: TimeLike = None, *,
                 offset: str | None = None, columns: Sequence[str] | None = None, source: Source = "results",
-                segments: bool = False, data_dir: str | Path | None = None) -> pl.DataFrame:
+                segments: bool = False, indicators: Sequence[str] | None = None,
+                data_dir: str | Path | None = None) -> pl.DataFrame:
     """`load` as a polars DataFrame (needs polars: pip install polars)."""
     try:
         import polars as pl
     except ImportError:
         raise ConfigError("load_polars needs polars: pip install polars (or use bhds.load for pandas)") from None
     table = load_arrow(trade_type, symbol, interval, start, end, offset=offset, columns=columns, source=source,
-                       segments=segments, data_dir=data_dir)
+                       segments=segments, indicators=indicators, data_dir=data_dir)
     return pl.from_arrow(table)  # type: ignore[return-value]
 
 
