@@ -23,9 +23,9 @@ import pyarrow as pa
 
 from bhds.parse.timeline import DAY_MS, month_window
 from bhds.quality.grid import Grid
+from bhds.schema import HOUR_MS
 from bhds.types import parse_interval
 
-_HOUR_MS = 3_600_000
 # ms times below this are before 1973-03: a file of today's bars with such times is in seconds.
 _SECONDS_LIKE = 10**11
 
@@ -84,11 +84,9 @@ def screen_days(table: pa.Table, times: np.ndarray, files: list[tuple[str, int]]
         refused.append((name, f"{reason}; the day keeps the rows it had"))
         refused_index.append(i)
 
-    keep = usable
-    if refused_index:
-        keep = keep & ~np.isin(file_of_row, refused_index)
-    in_used_files = ~np.isin(file_of_row, refused_index) if refused_index else np.ones(len(times), dtype=bool)
-    dropped = ~usable & in_used_files
+    in_used_file = ~np.isin(file_of_row, refused_index)
+    keep = usable & in_used_file
+    dropped = ~usable & in_used_file
     rejected = []
     for i in np.unique(file_of_row[dropped]):
         mask = dropped & (file_of_row == i)
@@ -119,10 +117,7 @@ def _row_problems(table: pa.Table) -> np.ndarray | None:
             h[bad] < low[bad],
             ~((v[bad] >= 0) & (v[bad] < np.inf)),
         ]
-    found = np.full(len(bad), -1, dtype=np.int8)
-    for index, hit in reversed(list(enumerate(tests))):  # the first kind that applies wins
-        found[hit] = index
-    kind[bad] = found
+    kind[bad] = np.argmax(np.stack(tests), axis=0)  # every failing row has a kind; the first one wins
     return kind
 
 
@@ -145,7 +140,7 @@ def funding_outside_month(times: np.ndarray, year: int, month: int) -> str | Non
     for that jitter, and such rows are kept.
     """
     start, end = month_window(year, month)
-    outside = (times < start - _HOUR_MS) | (times >= end + _HOUR_MS)
+    outside = (times < start - HOUR_MS) | (times >= end + HOUR_MS)
     if not outside.any():
         return None
     return _outside_reason(times[outside], int(outside.sum()), len(times), f"{year:04d}-{month:02d}")
