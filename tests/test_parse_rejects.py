@@ -20,7 +20,7 @@ from bhds.paths import Layout
 from bhds.types import TradeType
 from tests.test_parse_funding import funding_csv, month_rows
 from tests.test_parse_support import put_funding_month, put_kline_day
-from tests.test_parse_workflow import parse, run_cli
+from tests.test_parse_workflow import base, layout, parse, run_cli  # noqa: F401 (fixtures)
 
 REAL = Path(__file__).resolve().parent / "data" / "real" / "spot" / "daily" / "klines" / "BTCUSDT" / "1m"
 SPOT, UM = TradeType.spot, TradeType.um_futures
@@ -49,16 +49,6 @@ def as_seconds(rows: list[list[bytes]]) -> list[list[bytes]]:
     """Each minute's row repeated for its 60 seconds: what a 1s file looks like in the 1m folder."""
     seconds = [r for second in range(60) for r in retimed(rows, lambda t, s=second: t + s * 1000)]
     return sorted(seconds, key=lambda r: int(r[0]))
-
-
-@pytest.fixture
-def base(tmp_path: Path) -> Path:
-    return tmp_path / "crypto"
-
-
-@pytest.fixture
-def layout(base: Path) -> Layout:
-    return Layout(base / "binance_data")
 
 
 def partition(layout: Layout) -> Path:
