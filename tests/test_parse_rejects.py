@@ -180,3 +180,17 @@ def test_a_funding_file_outside_its_month_is_refused_and_the_month_keeps_its_row
     put_funding_month(layout, UM, "BTCUSDT", 2024, 2, funding_csv(late), mtime_ns=10**18 + 2)
     assert parse_all(base).failed == 0
     assert pq.read_table(path).num_rows == 13
+
+
+@pytest.mark.parametrize(("extra", "refused"), [(1, False), (14, False), (15, True)])
+def test_up_to_one_percent_of_a_files_rows_may_be_the_next_days(base: Path, layout: Layout, extra: int, refused: bool) -> None:
+    """Real day 1 followed by the first `extra` rows of real day 2: 1% of the rows (14 of 1440 + 14) is allowed."""
+    rows = real_rows(DAYS[0]) + real_rows(DAYS[1])[:extra]
+    put_kline_day(layout, SPOT, "BTCUSDT", "1m", DAYS[0], csv_of(rows))
+    summary = parse(base)
+    assert summary.failed == int(refused)
+    if refused:
+        assert f"{extra} of {1440 + extra} rows lie outside 2020-01-01 UTC" in summary.failures[0]
+        assert not partition(layout).exists()
+    else:
+        assert pq.read_table(partition(layout)).num_rows == 1440 + extra  # day 2 has no file: the rows fill it
