@@ -71,6 +71,34 @@ def _garbage_row(root: Path) -> None:
     _replace_zip(root, "2025-01-05", _zip_with({"BTCUSDT-1m-2025-01-05.csv": b"\n".join(lines) + b"\n"}))
 
 
+def _rewrite_day(root: Path, change) -> None:
+    """Re-upload 2025-01-05 with change(rows as lists of fields) applied to Binance's CSV rows."""
+    with zipfile.ZipFile(root / SPOT_1M / "BTCUSDT-1m-2025-01-05.zip") as zf:
+        rows = [line.split(b",") for line in zf.read(zf.namelist()[0]).splitlines()]
+    rows = change(rows)
+    _replace_zip(root, "2025-01-05", _zip_with({"BTCUSDT-1m-2025-01-05.csv": b"".join(b",".join(r) + b"\n" for r in rows)}))
+
+
+def _times_in_seconds(root: Path) -> None:
+    _rewrite_day(root, lambda rows: [[str(int(r[0]) // 1_000_000).encode(), *r[1:]] for r in rows])  # µs → s
+
+
+def _another_days_rows(root: Path) -> None:
+    _rewrite_day(root, lambda rows: [[str(int(r[0]) + 86_400_000_000).encode(), *r[1:]] for r in rows])  # all of 01-06
+
+
+def _nan_and_off_grid_rows(root: Path) -> None:
+    def spoil(rows: list[list[bytes]]) -> list[list[bytes]]:
+        rows[3][1] = rows[4][4] = b"NaN"
+        rows[5][0] = str(int(rows[5][0]) + 1_000_000).encode()  # one second late
+        return rows
+    _rewrite_day(root, spoil)
+
+
+def _one_second_rows(root: Path) -> None:
+    _rewrite_day(root, lambda rows: [[str(int(r[0]) + s * 1_000_000).encode(), *r[1:]] for r in rows for s in range(60)])
+
+
 def _one_token_checksum(root: Path) -> None:
     path = root / SPOT_1M / "BTCUSDT-1m-2025-01-06.zip"
     (path.parent / (path.name + ".CHECKSUM")).write_text("deadbeef")
@@ -85,6 +113,12 @@ def _corrupt_partition(root: Path) -> None:
 def _base_dir_is_file(root: Path) -> None:
     (root.parent / "a-file").write_text("x")
 
+
+PARSE_DAY = ["aws_kline", "parse", "spot", "1m", "BTCUSDT"]
+# Re-uploads whose checksum matches (as Binance would serve them): verify passes them, parse must not.
+REUPLOADS = (_two_csvs, _garbage_row, _times_in_seconds, _another_days_rows, _nan_and_off_grid_rows, _one_second_rows)
+# Re-uploads parse refuses whole: the day keeps the rows the partition had.
+REFUSED = (_times_in_seconds, _another_days_rows, _one_second_rows)
 
 # (id, argv, env overrides (use {root} / {file}), mutation of the prepared copy, expected exit, text in stderr)
 CASES = [
@@ -117,6 +151,11 @@ CASES = [
     ("zip holding two CSVs", ["aws_kline", "parse", "spot", "1m", "BTCUSDT", "--force-update"], {}, _two_csvs, 3, "BTCUSDT-1m-2025-01-05.zip"),
     ("zip holding no CSV", ["aws_kline", "verify", "spot", "1m", "BTCUSDT"], {}, _no_member, 3, "BTCUSDT-1m-2025-01-05.zip"),
     ("CSV with a garbage row", ["aws_kline", "parse", "spot", "1m", "BTCUSDT", "--force-update"], {}, _garbage_row, 3, "BTCUSDT-1m-2025-01-05.zip"),
+    ("daily file with times in seconds", PARSE_DAY, {}, _times_in_seconds, 3, "BTCUSDT-1m-2025-01-05.zip: 1440 of 1440 rows lie outside 2025-01-05"),
+    ("daily file holding another day", PARSE_DAY, {}, _another_days_rows, 3, "BTCUSDT-1m-2025-01-05.zip: 1440 of 1440 rows lie outside 2025-01-05"),
+    ("rows with NaN prices or off the grid", PARSE_DAY, {}, _nan_and_off_grid_rows, 3,
+     "BTCUSDT-1m-2025-01-05.zip: 3 rows rejected (2 NaN price, 1 off the 1m grid)"),
+    ("1s rows in the 1m folder", PARSE_DAY, {}, _one_second_rows, 3, "BTCUSDT-1m-2025-01-05.zip: 84960 of 86400 rows are off the 1m grid"),
     (".CHECKSUM with one token", ["aws_kline", "verify", "spot", "1m", "BTCUSDT"], {}, _one_token_checksum, 3, "BTCUSDT-1m-2025-01-06.zip"),
     ("funding for spot", ["aws_funding", "parse-type-all", "spot"], {}, None, 2, "spot"),
     ("recent funding for spot", ["api_data", "download-recent-funding", "spot", "BTCUSDT"], {}, None, 2, "spot"),
@@ -138,7 +177,7 @@ def test_bad_input(prepared, tmp_path: Path, argv, env_over, mutate, code: int, 
         mutate(root)
     env = dict(env, CRYPTO_BASE_DIR=str(root))
     env.update({k: v.format(root=root, file=root.parent / "a-file") for k, v in env_over.items()})
-    if mutate in (_two_csvs, _garbage_row):
+    if mutate in REUPLOADS:
         # As Binance would serve it: the bad zip has a matching checksum, so it passes verify.
         assert bhds(["aws_kline", "verify", "spot", "1m", "BTCUSDT"], env).returncode == 0
     before = _files(root)
@@ -152,8 +191,11 @@ def test_bad_input(prepared, tmp_path: Path, argv, env_over, mutate, code: int, 
     lost = [name for name in before if name not in after and not name.startswith(SPOT_1M.removeprefix("binance_data/"))]
     assert lost == []
     # Files the command did not mean to replace keep their bytes; a corrupt input stays for inspection.
-    if mutate is _corrupt_partition:
+    if mutate is _corrupt_partition or mutate in REFUSED:
         assert after[f"{PARSED.removeprefix('binance_data/')}/202501.pqt"] == before[f"{PARSED.removeprefix('binance_data/')}/202501.pqt"]
+    if mutate in REUPLOADS:  # an unchanged bad file fails again on the next run, as loudly
+        again = bhds(argv, env)
+        assert again.returncode == code and text in again.stderr, again.stderr
 
 
 def test_s3_error_xml_instead_of_a_listing(prepared, tmp_path: Path) -> None:

@@ -341,22 +341,22 @@ def open_at(path: Path, when: int) -> float | None:
 def test_a_days_own_row_beats_a_neighbouring_files_copy_in_any_parse_order(base: Path, layout: Layout) -> None:
     d4, d5, d6 = date(2024, 1, 4), date(2024, 1, 5), date(2024, 1, 6)
     old = 10**18  # zips older than any partition write: versions told apart by mtime
-    # Day 5's file ends with a different copy of 06 00:00; day 6's file starts with one of 04 23:59.
-    put_kline_day(layout, SPOT, "BTCUSDT", "1m", d4, kline_csv(day_times(d4)), mtime_ns=old)
-    put_kline_day(layout, SPOT, "BTCUSDT", "1m", d5, kline_csv(day_times(d5)) + kline_csv([ms(2024, 1, 6)], bump=50), mtime_ns=old)
-    put_kline_day(layout, SPOT, "BTCUSDT", "1m", d6, kline_csv([ms(2024, 1, 4, 23, 59)], bump=50) + kline_csv(day_times(d6)),
+    # Day 4's file ends with a different copy of 05 00:00; day 6's file starts with one of 05 23:59.
+    put_kline_day(layout, SPOT, "BTCUSDT", "1m", d4, kline_csv(day_times(d4)) + kline_csv([ms(2024, 1, 5)], bump=50), mtime_ns=old)
+    put_kline_day(layout, SPOT, "BTCUSDT", "1m", d5, kline_csv(day_times(d5)), mtime_ns=old)
+    put_kline_day(layout, SPOT, "BTCUSDT", "1m", d6, kline_csv([ms(2024, 1, 5, 23, 59)], bump=50) + kline_csv(day_times(d6)),
                   mtime_ns=old)
     path = layout.parsed_kline_partition(SPOT, "BTCUSDT", "1m", 2024, 1)
-    own_0600 = float(kline_csv([ms(2024, 1, 6)]).split(b",")[1])  # each day's own row, not the +50 copy
-    own_0459 = float(kline_csv([ms(2024, 1, 4, 23, 59)]).split(b",")[1])
+    own_0500 = float(kline_csv([ms(2024, 1, 5)]).split(b",")[1])  # each day's own row, not the +50 copy
+    own_0559 = float(kline_csv([ms(2024, 1, 5, 23, 59)]).split(b",")[1])
     assert parse(base).failed == 0
-    assert (open_at(path, ms(2024, 1, 6)), open_at(path, ms(2024, 1, 4, 23, 59))) == (own_0600, own_0459)
+    assert (open_at(path, ms(2024, 1, 5)), open_at(path, ms(2024, 1, 5, 23, 59))) == (own_0500, own_0559)
     assert pq.read_table(path).num_rows == 3 * 1440
-    # A re-upload of day 5 alone (same content, new version) keeps day 6's own row too.
-    put_kline_day(layout, SPOT, "BTCUSDT", "1m", d5, kline_csv(day_times(d5)) + kline_csv([ms(2024, 1, 6)], bump=50), mtime_ns=old + 1)
+    # A re-upload of day 4 alone (same content, new version) keeps day 5's own row too.
+    put_kline_day(layout, SPOT, "BTCUSDT", "1m", d4, kline_csv(day_times(d4)) + kline_csv([ms(2024, 1, 5)], bump=50), mtime_ns=old + 1)
     assert parse(base).files == 1
-    assert open_at(path, ms(2024, 1, 6)) == own_0600
-    assert open_at(path, ms(2024, 1, 4, 23, 59)) == own_0459
+    assert open_at(path, ms(2024, 1, 5)) == own_0500
+    assert open_at(path, ms(2024, 1, 5, 23, 59)) == own_0559
     forced = pq.read_table(path)
     assert parse(base, force=True).failed == 0
     assert pq.read_table(path).equals(forced)
@@ -366,14 +366,14 @@ def test_a_stray_row_counts_only_for_a_day_without_a_file_of_its_own(base: Path,
     d5, d6 = date(2024, 1, 5), date(2024, 1, 6)
     old = 10**18
     own = [t for t in day_times(d6) if t != ms(2024, 1, 6, 12)]  # day 6's file lacks 12:00
-    strays = kline_csv([ms(2024, 1, 6, 12), ms(2024, 1, 8)], bump=50)  # day 5 has copies of 06 12:00 and 08 00:00
+    strays = kline_csv([ms(2024, 1, 6, 12), ms(2024, 1, 4, 23, 59)], bump=50)  # day 5 has copies of 06 12:00 and 04 23:59
     put_kline_day(layout, SPOT, "BTCUSDT", "1m", d5, kline_csv(day_times(d5)) + strays, mtime_ns=old)
     put_kline_day(layout, SPOT, "BTCUSDT", "1m", d6, kline_csv(own), mtime_ns=old)
     path = layout.parsed_kline_partition(SPOT, "BTCUSDT", "1m", 2024, 1)
     assert parse(base).failed == 0
     full = pq.read_table(path)
-    # 06 12:00 belongs to day 6, which has a file: its hole stays. 01-08 has no file: the stray fills it.
-    assert open_at(path, ms(2024, 1, 6, 12)) is None and open_at(path, ms(2024, 1, 8)) is not None
+    # 06 12:00 belongs to day 6, which has a file: its hole stays. 01-04 has no file: the stray fills it.
+    assert open_at(path, ms(2024, 1, 6, 12)) is None and open_at(path, ms(2024, 1, 4, 23, 59)) is not None
     assert full.num_rows == 1440 + 1439 + 1
     put_kline_day(layout, SPOT, "BTCUSDT", "1m", d6, kline_csv(own), mtime_ns=old + 1)  # day 6 re-uploaded alone
     assert parse(base).files == 1 and pq.read_table(path).equals(full)

@@ -35,6 +35,7 @@ from bhds.cli import main
 from bhds.paths import Layout, kline_files_prefix
 from bhds.quality import footer
 from bhds.quality.record import SYMBOL_KEYS
+from bhds.quality.report import render_table
 from bhds.schema import KLINE_SCHEMA, PARSED_FUNDING_SCHEMA, API_FUNDING_SCHEMA
 from bhds.settings import load_settings
 from bhds.storage import write_table_numeric
@@ -262,7 +263,7 @@ def test_table_and_csv(store: Layout, capsys: pytest.CaptureFixture) -> None:
     assert lines[0] == "bhds quality report: spot 1m, 3 symbols, worst first"
     assert lines[1].split()[:6] == ["SYMBOL", "FIRST", "LAST", "COMPL%", "MISS", "PART"]
     assert [line.split()[0] for line in lines[2:5]] == ["CCCUSDT", "AAAUSDT", "BBBUSDT"]
-    assert lines[3].split() == ["AAAUSDT", "2024-01-29", "2024-02-04", "84.82", "1", "1", "5", "1", "2", "24h", "3", "4",
+    assert lines[3].split() == ["AAAUSDT", "2024-01-29", "2024-02-04", "84.82", "1", "1", "5", "1", "2", "24h", "3", "0", "4",
                                 "3/7", "2", "-", lines[3].split()[-1]]
     assert lines[-1].startswith("quality report: files=5 rows=") and lines[-1].endswith("s")  # the summary line stays last
 
@@ -465,6 +466,9 @@ def test_hourly_interval_and_misaligned_rows(tmp_path: Path, monkeypatch: pytest
     assert (rec["bars_expected"], rec["bars_present"], rec["misaligned_rows"], rec["days_partial"], rec["holes"]) == (72, 69, 1, 2, 2)
     assert rec["longest_hole"] == {"after": "2024-01-02T04:00:00Z", "bars": 2}
     assert rec["funding"] is None  # futures, but no funding files
+    # The terminal table shows them too, in the OFF column.
+    lines = render_table(run_json("cm_futures", "1h")[0]).splitlines()
+    assert dict(zip(lines[1].split(), lines[2].split()))["OFF"] == "1"
 
 
 def test_archive_listing_is_reused_until_the_directory_changes(store: Layout) -> None:

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from bhds.errors import DataError
-from bhds.parse import funding, klines, partitions
+from bhds.parse import checks, funding, klines, partitions
 from bhds.parse.sources import SourceZip
 from bhds.parse.tasks import CHANGED, DONE, NEW, DaySource, FundingResult, FundingTask, MonthResult, MonthTask
 from bhds.parse.timeline import DAY_MS, month_window
@@ -80,8 +80,16 @@ def update_month(task: MonthTask) -> MonthResult:
     if not to_parse:
         return result
 
-    table, bad_rows, row_sources = klines.parse_many(_read_bodies([s.zip for s in to_parse], result))
-    result.failures.extend(bad_rows)
+    table, bad_files, row_sources = klines.parse_many(_read_bodies([s.zip for s in to_parse], result))
+    result.failures.extend(bad_files)
+    times = partitions.time_values(table)  # once: checks, owner, month window, strays and duplicates all use it
+    screened = checks.screen_days(table, times, row_sources, {s.zip.name: s.day_ms for s in to_parse}, task.interval)
+    result.failures.extend(screened.refused)
+    result.rejected = screened.rejected
+    result.rows_rejected = screened.rows_rejected
+    owned = screened.owned
+    if screened.keep is not None:
+        table, times = table.filter(pa.array(screened.keep)), times[screened.keep]
     failed = {name for name, _ in result.failures}
     parsed = [s for s in to_parse if s.zip.name not in failed]
     if not parsed:
@@ -89,17 +97,21 @@ def update_month(task: MonthTask) -> MonthResult:
     result.parsed = [s.zip for s in parsed]
     result.rows_parsed = table.num_rows
     start, end = month_window(task.year, task.month)
-    times = partitions.time_values(table)  # once: owner, month window, strays and duplicates all use it
-    owned = _owned_rows(times, row_sources, {s.zip.name: s.day_ms for s in parsed})
     keep = (times >= start) & (times < end)
     inside = table
     if not keep.all():
         inside, times, owned = table.filter(pa.array(keep)), times[keep], owned[keep]
     result.rows_outside = table.num_rows - inside.num_rows
     # A re-parsed file replaces its whole day, so rows a corrected file no longer has do not linger.
-    base = None
+    base, kept_days = None, None
     if old is not None:
         base = partitions.without_windows(old, [(s.day_ms, s.day_ms + DAY_MS) for s in parsed])
+    elif task.rebuild and failed:
+        # --force-update rebuilds from the zips, but a file that cannot be used keeps its day's rows.
+        previous, _, _ = _existing(path, KLINE_SCHEMA)
+        kept_days = {s.day_ms // DAY_MS for s in to_parse if s.zip.name in failed}
+        if previous is not None:
+            base = partitions.within_windows(previous, [(day * DAY_MS, (day + 1) * DAY_MS) for day in kept_days])
     # A row a file holds for another day (Binance's dailies rarely have one) is dropped when that
     # day has a zip of its own, and otherwise fills in only what the partition lacks: so a full
     # parse and a re-parse of any one day agree, whatever order the files come in.
@@ -115,6 +127,8 @@ def update_month(task: MonthTask) -> MonthResult:
     new_duplicates = footer.repeated_times_by_day(times)
     result.duplicates_dropped = sum(new_duplicates.values())
     kept_duplicates = _recorded_duplicates(path) if base is not None and base.num_rows else {}
+    if kept_duplicates and kept_days is not None:
+        kept_duplicates = {day: n for day, n in kept_duplicates.items() if day in kept_days}
     duplicates = _duplicates_after(kept_duplicates, {s.day_ms // DAY_MS for s in parsed}, new_duplicates)
     # The month summary rides in the footer, so `quality report` need not decode the file.
     merged = footer.with_summary(merged, task.interval, duplicates)
@@ -123,13 +137,6 @@ def update_month(task: MonthTask) -> MonthResult:
     result.rows_written = merged.num_rows
     result.written = True
     return result
-
-
-def _owned_rows(times: np.ndarray, row_sources: list[tuple[str, int]], day_of_file: dict[str, int]) -> np.ndarray:
-    """Which rows (at `times`) lie in the UTC day of the file they came from."""
-    days = np.repeat(np.array([day_of_file[name] for name, _ in row_sources], dtype=np.int64),
-                     [rows for _, rows in row_sources])
-    return (times >= days) & (times < days + DAY_MS)
 
 
 def _recorded_duplicates(path: Path) -> dict[int, int] | None:
@@ -163,11 +170,18 @@ def build_funding(task: FundingTask) -> FundingResult:
     """
     result = FundingResult()
     tables = []
+    month_of = {z.name: (year, month) for z, year, month in task.sources}
     for name, body in _read_bodies([z for z, _, _ in task.sources], result):
         try:
-            tables.append(funding.parse_rows(body))
+            table = funding.parse_rows(body)
         except BadSourceFile as exc:
             result.failures.append((name, str(exc)))
+            continue
+        misfit = checks.funding_outside_month(partitions.time_values(table, "funding_time"), *month_of[name])
+        if misfit:
+            result.failures.append((name, f"{misfit}; the month keeps the rows it had"))
+        else:
+            tables.append(table)
     failed = {name for name, _ in result.failures}
     result.parsed = [z for z, _, _ in task.sources if z.name not in failed]
     new = pa.concat_tables(tables) if tables else funding.empty()

@@ -43,8 +43,10 @@ class MonthResult:
     parsed: list[SourceZip] = field(default_factory=list)  # read and merged into the partition
     adopted: list[SourceZip] = field(default_factory=list)  # already in a legacy partition: recorded, not read
     unchanged: int = 0  # zips of the month already in the partition in their current version
-    failures: list[tuple[str, str]] = field(default_factory=list)  # (zip name, reason)
-    rows_parsed: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (zip name, reason): none of its rows used
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # (zip name, what): some rows dropped, the rest used
+    rows_parsed: int = 0  # rows taken from the parsed zips (rejected rows and refused files not counted)
+    rows_rejected: int = 0
     rows_outside: int = 0  # rows dropped: outside the month, or for another day that has a zip of its own
     duplicates_dropped: int = 0  # parsed rows dropped because another parsed row has the same time
     rows_written: int = 0

@@ -121,6 +121,7 @@ def _row(r: dict, interval: str) -> list[str]:
         str(r["holes"]),
         _duration(r["longest_hole"]["bars"], interval) if r["longest_hole"] else "-",
         str(r["duplicate_rows"]) + ("" if r["parse_duplicates"] is None else f"/{r['parse_duplicates']}"),
+        str(r["misaligned_rows"]),
         str(r["ohlc_violations"]["rows"]),
         f"{zero['runs']}/{zero['longest_run']}" if zero["runs"] else "0",
         str(len(r["segments"])) if r["segments"] else "-",
@@ -129,15 +130,16 @@ def _row(r: dict, interval: str) -> list[str]:
     ]
 
 
-HEADER = ["SYMBOL", "FIRST", "LAST", "COMPL%", "MISS", "PART", "ARCH", "API", "HOLES", "LONGEST", "DUP", "OHLC",
+HEADER = ["SYMBOL", "FIRST", "LAST", "COMPL%", "MISS", "PART", "ARCH", "API", "HOLES", "LONGEST", "DUP", "OFF", "OHLC",
           "ZERO", "SEGS", "FUNDING", "UPDATED"]
-_LEFT = {0, 1, 2, 14, 15}
+_LEFT = {0, 1, 2, 15, 16}
 
 LEGEND = """\
 COMPL% bars present / expected, first to last candle   MISS, PART days with no / some bars missing
 ARCH days in the archive   API days filled from the API   HOLES runs of missing bars, LONGEST the longest
-DUP rows repeating a time (/ dropped while parsing, when recorded)   OHLC rows with high < open/close,
-low > open/close, negative or NaN values   ZERO zero-volume runs/longest   SEGS generated segments
+DUP rows repeating a time (/ dropped while parsing, when recorded)   OFF rows off the interval grid
+OHLC rows with high < open/close, low > open/close, negative or NaN values
+ZERO zero-volume runs/longest   SEGS generated segments
 FUNDING settlements present / expected, interval changes   UPDATED last archive update   ! unreadable files"""
 
 

@@ -26,6 +26,7 @@ log = logging.getLogger("bhds.parse")
 # Below this many bytes of zips to read, starting worker processes costs more than it saves.
 POOL_MIN_BYTES = 8 * 1024 * 1024
 RETRY_HINT = "skipped; delete the zip and its .verified marker, then run download and verify again"
+REJECT_HINT = "the file's other rows were parsed; it is reported on every run until a corrected zip is downloaded"
 
 
 def kline_parse(settings: Settings, *, trade_type, time_interval, symbols, force_update) -> RunSummary:
@@ -115,7 +116,7 @@ def _parse_klines(settings: Settings, layout: Layout, trade_type: TradeType, int
             done = [(z.name, z.size, z.mtime_ns) for z in result.parsed + result.adopted]
             ledger.record_kline_sources(conn, trade_type.value, task.symbol, interval, partition, done, _stamp(settings))
             ledger.mark_kline_zips_failed(conn, trade_type.value, task.symbol, interval, partition,
-                                          [name for name, _ in result.failures], _stamp(settings))
+                                          [name for name, _ in result.failures + result.rejected], _stamp(settings))
             if result.partition_was_unreadable:
                 log.warning("%s was unreadable and was rebuilt from its zips (%s)", task.partition, result.partition_was_unreadable)
             if result.rows_outside:
@@ -124,6 +125,10 @@ def _parse_klines(settings: Settings, layout: Layout, trade_type: TradeType, int
             summary.skipped += len(result.adopted) + result.unchanged
             summary.notes["partitions"] += int(result.written)
             summary.notes["duplicates"] += result.duplicates_dropped
+            for name, what in result.rejected:
+                summary.fail(f"{name}: {what} ({REJECT_HINT})")
+            if result.rows_rejected:
+                summary.notes["rejected"] = summary.notes.get("rejected", 0) + result.rows_rejected
 
         _run(settings, plans, run_month, record, summary, f"parse {trade_type.value} {interval}", "month")
     finally:
