@@ -19,7 +19,7 @@ import pytest
 from bhds.paths import FUNDING, KLINES, Layout, lock_name
 from bhds.storage import stage_lock
 from bhds.types import TradeType
-from tests.conftest import fake_on_copy
+from tests.conftest import store_after
 
 REPO = Path(__file__).resolve().parent.parent
 GEN = ["generate", "kline-type", "spot", "1m", "--split-gaps", "--with-vwap", "--no-with-funding-rates"]
@@ -34,18 +34,9 @@ def bhds(argv: list[str], env: dict[str, str]) -> subprocess.Popen:
 
 @pytest.fixture(scope="module")
 def parsed_root(default_archive: Path, tmp_path_factory: pytest.TempPathFactory):
-    work = tmp_path_factory.mktemp("concurrency")
-    fake, env = fake_on_copy(default_archive, work)
-    base = Path(env["CRYPTO_BASE_DIR"])
-    try:
-        for argv in (["aws_kline", "download-spot", "1m"], ["aws_kline", "verify-type-all", "spot", "1m"],
-                     ["aws_kline", "parse-type-all", "spot", "1m"]):
-            proc = bhds(argv, env)
-            _, err = proc.communicate(timeout=300)
-            assert proc.returncode == 0, err
-    finally:
-        fake.stop()
-    return base, env
+    return store_after(default_archive, tmp_path_factory.mktemp("concurrency"), [
+        ["aws_kline", "download-spot", "1m"], ["aws_kline", "verify-type-all", "spot", "1m"],
+        ["aws_kline", "parse-type-all", "spot", "1m"]])
 
 
 def test_busy_stage_names_the_holder(parsed_root, tmp_path: Path) -> None:

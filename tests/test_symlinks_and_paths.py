@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import fake_on_copy
+from tests.conftest import store_after
 
 REPO = Path(__file__).resolve().parent.parent
 GEN = ["generate", "kline-type", "spot", "1m", "--split-gaps", "--with-vwap", "--no-with-funding-rates"]
@@ -28,17 +28,9 @@ def bhds(argv: list[str], env: dict[str, str], base: Path) -> subprocess.Complet
 @pytest.fixture(scope="module")
 def generated(default_archive: Path, tmp_path_factory: pytest.TempPathFactory):
     """A data root with spot 1m parsed, generated and resampled (1h at 15m offsets), and the env."""
-    work = tmp_path_factory.mktemp("symlinks")
-    fake, env = fake_on_copy(default_archive, work)
-    base = Path(env["CRYPTO_BASE_DIR"])
-    try:
-        for argv in (["aws_kline", "download-spot", "1m"], ["aws_kline", "verify-type-all", "spot", "1m"],
-                     ["aws_kline", "parse-type-all", "spot", "1m"], GEN, RESAMPLE):
-            proc = bhds(argv, env, base)
-            assert proc.returncode == 0, proc.stderr[-2000:]
-    finally:
-        fake.stop()
-    return base, env
+    return store_after(default_archive, tmp_path_factory.mktemp("symlinks"), [
+        ["aws_kline", "download-spot", "1m"], ["aws_kline", "verify-type-all", "spot", "1m"],
+        ["aws_kline", "parse-type-all", "spot", "1m"], GEN, RESAMPLE])
 
 
 def frames(folder: Path) -> dict[str, pd.DataFrame]:
