@@ -87,7 +87,8 @@ def test_a_link_to_a_missing_folder_is_refused_and_nothing_is_built_there(genera
     assert (root / KLINES_1M).is_symlink() and not (tmp_path / "unmounted").exists()
 
 
-def test_scripts_take_relative_paths_from_where_they_are_called(generated, tmp_path: Path) -> None:
+@pytest.mark.parametrize("shell", ["bash", "sh"])  # `sh aws_download.sh` worked with the legacy scripts
+def test_scripts_take_relative_paths_from_where_they_are_called(generated, tmp_path: Path, shell: str) -> None:
     """A relative CRYPTO_BASE_DIR (and PYTHON) means the caller's folder, not the repository the scripts cd into."""
     base, env = generated
     caller = tmp_path / "caller"
@@ -98,7 +99,7 @@ def test_scripts_take_relative_paths_from_where_they_are_called(generated, tmp_p
     wrapper.chmod(0o755)
     env = {k: v for k, v in env.items() if k != "CRYPTO_BASE_DIR"}
 
-    proc = subprocess.run(["bash", str(REPO / "scripts" / "resample.sh")], cwd=caller, capture_output=True, text=True, timeout=600,
+    proc = subprocess.run([shell, str(REPO / "scripts" / "resample.sh")], cwd=caller, capture_output=True, text=True, timeout=600,
                           env=dict(env, CRYPTO_BASE_DIR="store", PYTHON="bin/py"))
 
     assert proc.returncode == 0, proc.stderr[-3000:]
