@@ -7,6 +7,7 @@ outside the contract's folders, so a tree made by the legacy tool and ours stay 
 
 from __future__ import annotations
 
+import os
 from datetime import date
 from pathlib import Path
 
@@ -94,22 +95,35 @@ STAGING_MARKER = ".bhds-build"
 RETIRED_MARKER = ".bhds-old"
 
 
+def swap_home(target: Path) -> Path:
+    """The directory a swap of `target` really replaces: `target`, or where it points if it is a symlink.
+
+    A results folder linked to another disk must stay a link: the new tree is built beside the
+    link's destination (same file system, so the swap is one rename) and takes its place there.
+    """
+    target = Path(target)
+    return Path(os.path.realpath(target)) if target.is_symlink() else target
+
+
 def staging_dir(target: Path, token: str) -> Path:
-    """Where a whole output tree is built beside `target` before it is swapped in."""
-    return target.with_name(f".{target.name}.{token}{STAGING_MARKER}")
+    """Where a whole output tree is built beside `target` (beside its destination if it is a symlink)."""
+    home = swap_home(target)
+    return home.with_name(f".{home.name}.{token}{STAGING_MARKER}")
 
 
 def retired_dir(target: Path, token: str) -> Path:
     """Where the previous `target` waits during a swap, until it is deleted."""
-    return target.with_name(f".{target.name}.{token}{RETIRED_MARKER}")
+    home = swap_home(target)
+    return home.with_name(f".{home.name}.{token}{RETIRED_MARKER}")
 
 
 def swap_leftovers(target: Path) -> tuple[list[Path], list[Path]]:
-    """(staging dirs, retired dirs) a killed swap of `target` may have left beside it."""
-    parent, prefix = target.parent, f".{target.name}."
+    """(staging dirs, retired dirs) a killed swap of `target` may have left beside it (or beside its destination)."""
+    home = swap_home(target)
+    parent, prefix = home.parent, f".{home.name}."
     if not parent.is_dir():
         return [], []
-    entries = sorted(p for p in parent.iterdir() if p.name.startswith(prefix) and p.is_dir())
+    entries = sorted(p for p in parent.iterdir() if p.name.startswith(prefix) and p.is_dir() and not p.is_symlink())
     return ([p for p in entries if p.name.endswith(STAGING_MARKER)], [p for p in entries if p.name.endswith(RETIRED_MARKER)])
 
 
@@ -121,6 +135,26 @@ def parquet_in(directory: Path, name: str) -> Path:
 def resampled_file_in(interval_dir: Path, offset: str, name: str) -> Path:
     """`<interval_dir>/<offset>/<name>.pqt`, the layout of `Layout.resampled_file` under any root."""
     return Path(interval_dir) / offset / f"{name}{PARQUET_SUFFIX}"
+
+
+# ---- stage locks ----
+
+# The datasets a stage can work on, as they appear in lock names.
+KLINES = "klines"
+FUNDING = "funding"
+LIQUIDATION = "liquidation"
+
+
+def lock_name(stage: str, trade_type: TradeType, dataset: str, interval: str | None = None) -> str:
+    """`<stage>-<trade type>-<dataset>[-<interval>]`: the lock of one stage's output for one dataset.
+
+    Stages are `archive` (download and verify: verify deletes what download writes), `parse`,
+    `api`, `generate` and `resample`. Runs collide only when they share a name, so
+    `aws_funding download-um-futures` and `aws_kline download-um-futures 1m` run side by side,
+    while two runs writing the same folders wait for each other (or exit 75).
+    """
+    name = f"{stage}-{TradeType(trade_type).value}-{dataset}"
+    return f"{name}-{interval}" if interval else name
 
 
 class Layout:
@@ -240,6 +274,7 @@ class Layout:
         return self.state_dir / "state.sqlite"
 
     def lock_file(self, stage: str) -> Path:
+        """The file behind `stage_lock(layout, stage)`; `stage` is a `lock_name`."""
         return self.state_dir / "locks" / f"{stage}.lock"
 
     def cache_file(self, name: str) -> Path:

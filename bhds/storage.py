@@ -16,12 +16,12 @@ import shutil
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bhds.errors import DataError, LockBusy
-from bhds.paths import TEMP_MARKER, Layout, retired_dir, swap_leftovers, temp_path
+from bhds.paths import TEMP_MARKER, Layout, retired_dir, swap_home, swap_leftovers, temp_path
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -204,22 +204,25 @@ def replace_dir(new: Path, target: Path) -> None:
     Readers see the old tree or the new one, never a half-built one. On Linux the two trade places
     in one atomic step (renameat2 RENAME_EXCHANGE), so `target` never goes missing. Elsewhere the
     old tree is renamed aside and the new one in; a run killed between those two renames leaves the
-    old tree aside, and `recover_dir` puts it back.
+    old tree aside, and `recover_dir` puts it back. When `target` is a symlink (say, to another
+    disk) the swap happens at its destination, and the link stays; `new` must be its
+    `paths.staging_dir`, which lies on the destination's file system.
     """
+    home = swap_home(target)
     try:
-        if target.exists() and _exchange(new, target):
+        if home.exists() and _exchange(new, home):
             shutil.rmtree(new, ignore_errors=True)  # `new` now holds the old tree
             return
     except OSError as exc:
         raise _disk_error(target, exc) from exc
-    aside = retired_dir(target, uuid.uuid4().hex[:8])
+    aside = retired_dir(home, uuid.uuid4().hex[:8])
     try:
-        if target.exists():
-            os.rename(target, aside)
-        os.rename(new, target)
+        if home.exists():
+            os.rename(home, aside)
+        os.rename(new, home)
     except OSError as exc:
-        if aside.exists() and not target.exists():
-            os.rename(aside, target)
+        if aside.exists() and not home.exists():
+            os.rename(aside, home)
         raise _disk_error(target, exc) from exc
     shutil.rmtree(aside, ignore_errors=True)
 
@@ -259,14 +262,19 @@ def _renameat2():  # noqa: ANN202 - a ctypes function or None
 def recover_dir(target: Path) -> None:
     """Clean up after a killed `replace_dir` of `target`: restore the old tree if it is missing, drop leftovers.
 
-    Call it under the stage lock, before building a new tree.
+    Call it under the stage lock, before building a new tree. A `target` that is a symlink to a
+    folder that is gone (an unmounted disk) is refused: building there would fill another disk.
     """
+    home = swap_home(target)
     staging, retired = swap_leftovers(target)
-    if retired and not target.exists():
-        os.rename(retired[-1], target)
+    if retired and not home.exists():
+        os.rename(retired[-1], home)
         retired = retired[:-1]
     for leftover in staging + retired:
         shutil.rmtree(leftover, ignore_errors=True)
+    if target.is_symlink() and not home.is_dir():
+        raise DataError(f"{target} is a symlink to {home}, which is not a folder: mount its disk or create the folder, "
+                        "or replace the link with a folder, and run the command again")
 
 
 def sweep_temp_files(directory: Path) -> int:
@@ -279,6 +287,18 @@ def sweep_temp_files(directory: Path) -> int:
             leftover.unlink()
             removed += 1
     return removed
+
+
+@contextlib.contextmanager
+def stage_locks(layout: Layout, stages: Iterable[str], timeout: float = 0.0) -> Iterator[None]:
+    """Hold the exclusive locks of several stages (e.g. one per interval of a download).
+
+    They are taken in sorted order, so two runs waiting for overlapping sets cannot deadlock.
+    """
+    with contextlib.ExitStack() as stack:
+        for stage in sorted(set(stages)):
+            stack.enter_context(stage_lock(layout, stage, timeout))
+        yield
 
 
 @contextlib.contextmanager

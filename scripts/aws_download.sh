@@ -1,11 +1,7 @@
 #!/usr/bin/env bash
 # Mirror funding rates and klines from data.binance.vision and verify them. Usage: aws_download.sh [interval, default 1m]
-# Like the legacy script: every step runs even if an earlier one failed (no set -e), but the
-# script exits non-zero when any step failed, so cron notices.
-cd "$(dirname "$0")/.." || exit 1
-PYTHON=${PYTHON:-python}
-status=0
-run() { "$PYTHON" bhds.py "$@" || status=1; }
+# Every step runs even if one failed; exits non-zero if any did. Runs from anywhere (see common.sh).
+. "$(dirname "$0")/common.sh" || exit 1
 interval=${1:-1m}
 
 run aws_funding download-um-futures

@@ -85,3 +85,20 @@ def fake_on_copy(default_archive: Path, work: Path, **faults) -> tuple[RunningFa
     env = dict(os.environ, **fake.env, CRYPTO_BASE_DIR=str(work / "crypto"), CRYPTO_NJOBS="2",
                BHDS_NOW=fake.universe.now_iso)
     return fake, env
+
+
+def store_after(default_archive: Path, work: Path, commands: list[list[str]]) -> tuple[Path, dict[str, str]]:
+    """For module-scoped fixtures: run bhds `commands` in turn against a fake on a copy of the default
+    archive (see `fake_on_copy`); return the data root they filled and the environment (fake stopped)."""
+    import subprocess
+    import sys
+
+    fake, env = fake_on_copy(default_archive, work)
+    try:
+        for argv in commands:
+            proc = subprocess.run([sys.executable, str(Path(__file__).resolve().parent.parent / "bhds.py"), *argv],
+                                  env=env, capture_output=True, text=True, timeout=600)
+            assert proc.returncode == 0, f"{' '.join(argv)}: {proc.stderr[-2000:]}"
+    finally:
+        fake.stop()
+    return Path(env["CRYPTO_BASE_DIR"]), env

@@ -8,6 +8,10 @@ starts the stage, kills its whole process group after a random delay within the 
 duration, runs the stage again to completion and compares the data directory with the reference,
 file by file (Parquet by content, everything else by bytes; bhds' own `.bhds/` bookkeeping is
 left out). No temporary file may survive the completed re-run.
+
+A stage may `link` one output folder to a folder outside the data directory (another disk, as
+users do with results): the comparison then reads through the link, the link must still be
+the same link afterwards, and no leftover may survive beside its destination either.
 """
 
 from __future__ import annotations
@@ -34,6 +38,14 @@ class Stage:
     name: str
     prerequisites: tuple[tuple[str, ...], ...]
     command: tuple[str, ...]
+    # An output folder (relative to binance_data) moved outside the data directory and replaced by
+    # a relative symlink to it, after the prerequisites ran.
+    link: str | None = None
+    # A stage whose clean run must give the same files (the linked folder is then current).
+    same_as: str | None = None
+
+
+ELSEWHERE = "elsewhere"  # beside binance_data in each base: the "other disk"
 
 
 STAGES = (
@@ -47,6 +59,13 @@ STAGES = (
     Stage("generate", (("aws_kline", "download-spot", "1m"), ("aws_kline", "verify-type-all", "spot", "1m"),
                        ("aws_kline", "parse-type-all", "spot", "1m"), ("api_data", "download-aws-missing-kline-type", "spot", "1m")),
           ("generate", "kline-type", "spot", "1m", "--split-gaps", "--with-vwap", "--no-with-funding-rates")),
+    # The results folder is a symlink to another folder that already holds an earlier run's results.
+    Stage("generate-symlinked",
+          (("aws_kline", "download-spot", "1m"), ("aws_kline", "verify-type-all", "spot", "1m"),
+           ("aws_kline", "parse-type-all", "spot", "1m"), ("api_data", "download-aws-missing-kline-type", "spot", "1m"),
+           ("generate", "kline-type", "spot", "1m", "--no-split-gaps", "--with-vwap", "--no-with-funding-rates")),
+          ("generate", "kline-type", "spot", "1m", "--split-gaps", "--with-vwap", "--no-with-funding-rates"),
+          link="results_data/spot/klines/1m", same_as="generate"),
     Stage("resample", (("aws_kline", "download-spot", "1m"), ("aws_kline", "verify-type-all", "spot", "1m"),
                        ("aws_kline", "parse-type-all", "spot", "1m"),
                        ("generate", "kline-type", "spot", "1m", "--split-gaps", "--with-vwap", "--no-with-funding-rates")),
@@ -70,15 +89,21 @@ def run_to_end(argv: tuple[str, ...], env: dict[str, str], base: Path) -> float:
 
 
 def snapshot(base: Path) -> dict[str, object]:
-    """Relative path -> content (Parquet as an Arrow table, other files as bytes)."""
+    """Relative path -> content (Parquet as an Arrow table, other files as bytes), read through
+    symlinked folders; each symlink itself appears as `<path>@ -> <its text>`."""
     data = base / "binance_data"
     out: dict[str, object] = {}
-    for path in sorted(data.rglob("*")):
-        rel = path.relative_to(data).as_posix()
-        if rel.startswith(".bhds/") or rel == ".bhds" or path.is_dir():
-            continue
-        out[rel] = pq.read_table(path) if path.suffix == ".pqt" else path.read_bytes()
-    return out
+    for dirpath, dirnames, filenames in os.walk(data, followlinks=True):
+        folder = Path(dirpath)
+        if folder == data:
+            dirnames[:] = [d for d in dirnames if d != ".bhds"]
+        for name in dirnames:
+            if (folder / name).is_symlink():
+                out[f"{(folder / name).relative_to(data).as_posix()}@"] = f"-> {os.readlink(folder / name)}".encode()
+        for name in filenames:
+            path = folder / name
+            out[path.relative_to(data).as_posix()] = pq.read_table(path) if path.suffix == ".pqt" else path.read_bytes()
+    return dict(sorted(out.items()))
 
 
 def differences(reference: dict[str, object], actual: dict[str, object]) -> list[str]:
@@ -93,7 +118,34 @@ def differences(reference: dict[str, object], actual: dict[str, object]) -> list
 
 
 def leftovers(base: Path) -> list[str]:
-    return sorted(str(p) for p in (base / "binance_data").rglob("*") if p.name.endswith(LEFTOVER_SUFFIXES))
+    """Temporary files and folders anywhere under the base, the linked-to folders included."""
+    return sorted(str(p) for p in base.rglob("*") if p.name.endswith(LEFTOVER_SUFFIXES))
+
+
+def link_problems(stage: Stage, base: Path) -> list[str]:
+    """The stage's linked folder must still be a symlink to the same place, and that place a folder."""
+    if not stage.link:
+        return []
+    inside = base / "binance_data" / stage.link
+    outside = base / ELSEWHERE / stage.link.replace("/", "-")
+    if not inside.is_symlink():
+        return [f"{stage.link} is no longer a symlink"]
+    if Path(os.path.realpath(inside)) != outside.resolve() or not outside.is_dir():
+        return [f"{stage.link} now points to {os.readlink(inside)}"]
+    return []
+
+
+def link_out(base: Path, folder: str) -> None:
+    """Move `binance_data/<folder>` to `<base>/elsewhere/...` and leave a relative symlink in its place."""
+    inside = base / "binance_data" / folder
+    outside = base / ELSEWHERE / folder.replace("/", "-")
+    outside.parent.mkdir(parents=True, exist_ok=True)
+    if inside.exists():
+        shutil.move(inside, outside)
+    else:
+        outside.mkdir()
+    inside.parent.mkdir(parents=True, exist_ok=True)
+    inside.symlink_to(os.path.relpath(outside, inside.parent), target_is_directory=True)
 
 
 class Campaign:
@@ -111,12 +163,14 @@ class Campaign:
             for argv in stage.prerequisites:
                 run_to_end(argv, self.env, base)
             (base / "binance_data").mkdir(parents=True, exist_ok=True)
+            if stage.link:
+                link_out(base, stage.link)
         return base
 
     def fresh_copy(self, stage: Stage, label: str) -> Path:
         target = self.work / f"{stage.name}-{label}"
         shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(self.base(stage), target)
+        shutil.copytree(self.base(stage), target, symlinks=True)  # links are relative: they point into the copy
         return target
 
     def clean(self, stage: Stage) -> None:
@@ -124,7 +178,14 @@ class Campaign:
             return
         target = self.fresh_copy(stage, "clean")
         self.duration[stage.name] = run_to_end(stage.command, self.env, target)
+        problems = link_problems(stage, target) + [f"leftover {p}" for p in leftovers(target)]
         self.reference[stage.name] = snapshot(target)
+        if stage.same_as:
+            self.clean(STAGE_BY_NAME[stage.same_as])
+            unlinked = {k: v for k, v in self.reference[stage.name].items() if not k.endswith("@")}
+            problems += [f"not as {stage.same_as}: {p}" for p in differences(self.reference[stage.same_as], unlinked)]
+        if problems:
+            raise AssertionError(f"{stage.name} clean run: " + "; ".join(problems[:10]))
         shutil.rmtree(target)
 
     def trial(self, stage: Stage, rng: random.Random, index: int) -> list[str]:
@@ -145,7 +206,7 @@ class Campaign:
             pass
         run_to_end(stage.command, self.env, target)
         problems = differences(self.reference[stage.name], snapshot(target))
-        problems += [f"leftover {p}" for p in leftovers(target)]
+        problems += [f"leftover {p}" for p in leftovers(target)] + link_problems(stage, target)
         shutil.rmtree(target, ignore_errors=True)
         return [f"{stage.name} trial {index} (killed after {delay:.2f}s): {p}" for p in problems]
 

@@ -443,10 +443,10 @@ def test_download_waits_for_nobody_when_the_stage_is_locked(bhds_env, data_root,
     from bhds.paths import Layout
     from bhds.storage import stage_lock
 
-    with stage_lock(Layout(data_root / "binance_data"), "archive-spot"):
+    with stage_lock(Layout(data_root / "binance_data"), "archive-spot-klines-1m"):
         code, _, err = run(capsys, "aws_kline", "download", "spot", "1m", "BTCUSDT")
     assert code == 75
-    assert "archive-spot" in err
+    assert "archive-spot-klines-1m" in err
     # Another trade type is not blocked.
     assert run(capsys, "aws_kline", "download", "um_futures", "1h", "BTCUSDT_250328")[0] == 0
 

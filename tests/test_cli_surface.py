@@ -6,6 +6,7 @@ string. A drift anywhere fails here.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +25,7 @@ QUOTE = ("--quote", "USDT", "The quote currency, e.g., 'USDT', 'USDC', 'BTC'.")
 CONTRACT = ("--contract-type", "PERPETUAL", "The type of contract, 'PERPETUAL' or 'DELIVERY'.")
 STABLE = ("--stablecoins/--no-stablecoins", False, "Whether to include stablecoin symbols, such as 'USDCUSDT'.")
 LEVER = ("--leverage-coins/--no-leverage-coins", False, "Whether to include leveraged coin symbols, such as 'BTCUPUSDT'.")
-FORCE = ("--force-update/--no-force-update", False, None)
+FORCE = ("--force-update/--no-force-update", False, None)  # no legacy help text; ours is checked by the tree walk
 OVERWRITE = ("--overwrite/--no-overwrite", False, "Whether to overwrite existing files")
 GEN = [
     ("--split-gaps/--no-split-gaps", True, "Whether to split data by gaps"),
@@ -191,3 +192,49 @@ def test_help_works_even_with_bad_environment() -> None:
     env = {"PATH": "/usr/bin:/bin", "CRYPTO_NJOBS": "abc", "BHDS_AWS_URL": "not a url"}
     proc = subprocess.run([sys.executable, "bhds.py", "aws_kline", "parse", "--help"], cwd=REPO, capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
+
+
+def _walk(command: click.Command, path: tuple[str, ...] = ()):
+    """Every command of the tree, groups included, with the words that reach it."""
+    yield path, command
+    if isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            yield from _walk(sub, (*path, name))
+
+
+TREE = list(_walk(cli))
+
+
+def test_the_tree_walk_sees_every_command() -> None:
+    leaves = {path for path, command in TREE if not isinstance(command, click.Group)}
+    assert {(g, c) for g, c in CASES} <= leaves and ("quality", "report") in leaves
+
+
+@pytest.mark.parametrize(("path", "command"), TREE, ids=[" ".join(p) or "root" for p, _ in TREE])
+def test_every_option_has_help_and_every_argument_shows_once(path: tuple[str, ...], command: click.Command) -> None:
+    result = CliRunner().invoke(cli, [*path, "--help"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    for param in command.params:
+        if isinstance(param, click.Option) and not param.hidden:
+            assert param.help, f"{' '.join(path)} {param.opts[0]} has no help text"
+    ctx = click.Context(command, info_name=path[-1] if path else "bhds")
+    body = result.output.split("\n", 1)[1]  # below the usage line, which names each argument too
+    for param in command.params:
+        if isinstance(param, click.Argument):
+            metavar = param.make_metavar(ctx)
+            rows = [line for line in body.splitlines() if line.strip().startswith(metavar)]
+            assert len(rows) == 1, f"{' '.join(path)}: {metavar} listed {len(rows)} times:\n{result.output}"
+    assert "Positional arguments" not in result.output
+
+
+def test_force_update_explains_itself() -> None:
+    result = CliRunner().invoke(cli, ["aws_kline", "parse", "--help"], terminal_width=200)
+    assert "Re-parse every verified zip even if it was parsed before" in result.output
+
+
+def test_root_help_names_the_pipeline_the_data_root_and_the_readme() -> None:
+    result = CliRunner().invoke(cli, ["--help"], terminal_width=200)
+    assert result.exit_code == 0
+    scripts = ["aws_download.sh", "aws_parse.sh", "api_download.sh", "gen_kline.sh", "resample.sh"]
+    assert re.findall(r"^\s+\d\. (\S+\.sh)", result.output, flags=re.MULTILINE) == scripts, result.output
+    assert "CRYPTO_BASE_DIR" in result.output and "README.md" in result.output

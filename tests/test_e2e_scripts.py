@@ -7,7 +7,11 @@ gap-filled rows, the gap split, funding sums and resample offsets.
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import re
 import subprocess
+import sys
 from datetime import date
 from pathlib import Path
 
@@ -178,6 +182,29 @@ def test_um_funding_survives_every_offset(pipeline) -> None:
         covered = (times >= starts[0]) & (times < starts[-1] + 3_600_000)
         np.testing.assert_allclose(hourly["funding_rate"].sum(), minute["funding_rate"][covered].sum(), rtol=1e-9)
         assert (hourly["funding_rate"] != 0).sum() > 40
+
+
+def _readme_examples() -> list[str]:
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Reading the results"):]
+    section = section[: section.index("\n## ", 1)]
+    return re.findall(r"```python\n(.*?)```", section, flags=re.S)
+
+
+@pytest.mark.parametrize("library", ["pandas", "polars", "duckdb"])
+def test_readme_examples_read_the_results(pipeline, tmp_path: Path, library: str) -> None:
+    """Each "Reading the results" example runs as printed, against this pipeline's store (as ~/crypto_data)."""
+    data, _, _ = pipeline
+    examples = {code.split("import ")[-1].split()[0].split(".")[0]: code for code in _readme_examples()}
+    assert sorted(examples) == ["duckdb", "pandas", "polars"]
+    if importlib.util.find_spec(library) is None:
+        pytest.skip(f"{library} is not installed")
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "crypto_data").symlink_to(data.parent)
+    proc = subprocess.run([sys.executable, "-c", examples[library]], env=dict(os.environ, HOME=str(home)),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
 
 
 def test_second_run_changes_nothing(pipeline) -> None:

@@ -475,7 +475,7 @@ def test_a_second_run_of_the_same_stage_is_refused_while_one_holds_the_lock(tmp_
     from bhds.errors import LockBusy
     from bhds.storage import stage_lock
 
-    with stage_lock(layout, "generate-kline-spot-1m"):
+    with stage_lock(layout, "generate-spot-klines-1m"):
         with pytest.raises(LockBusy):
             kline_type(tmp_path, SPOT)
         kline_type(tmp_path, UM)  # another trade type is another stage

@@ -68,7 +68,21 @@ def dispatch(target: str, **kwargs: Any) -> None:
 @click.option("--debug", is_flag=True, default=False, help="Show debug logs and full tracebacks (also BHDS_DEBUG=1).")
 @click.version_option(package_name="bhds", message="bhds %(version)s", prog_name="bhds")
 def cli(debug: bool) -> None:
-    """bhds: keep a local, research-ready copy of Binance market history."""
+    """bhds: keep a local, research-ready copy of Binance market history.
+
+    \b
+    The pipeline: run the five scripts in scripts/ in this order (each
+    takes the kline interval, default 1m, except resample.sh):
+      1. aws_download.sh  mirror and verify the data.binance.vision archive
+      2. aws_parse.sh     verified zips -> monthly Parquet in parsed_data/
+      3. api_download.sh  days the archive lacks, recent funding (REST API)
+      4. gen_kline.sh     merged, gap-split klines -> results_data/
+      5. resample.sh      1h bars at every 5m offset, and 5m bars
+
+    Everything is stored under $CRYPTO_BASE_DIR/binance_data (default ~/crypto_data). Run
+    `bhds GROUP COMMAND --help` for one command; README.md in the repository explains the
+    configuration variables, exit codes and how to read the results.
+    """
 
 
 def _register() -> None:

@@ -33,18 +33,25 @@ class HelpArgument(click.Argument):
 
 
 class Command(click.Command):
-    """A command whose --help also lists its positional arguments with their help."""
+    """A command whose --help lists its positional arguments once, under "Arguments", then its options.
 
-    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        rows = [
-            (param.make_metavar(ctx), param.help or "")
-            for param in self.get_params(ctx)
-            if isinstance(param, HelpArgument)
-        ]
+    Click 8.5 added its own "Positional arguments" section and older Click has none; the help
+    layout is fixed here so that every Click version shows the arguments exactly once.
+    """
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        self.format_usage(ctx, formatter)
+        self.format_help_text(ctx, formatter)
+        self.format_argument_rows(ctx, formatter)
+        self.format_options(ctx, formatter)
+        self.format_epilog(ctx, formatter)
+
+    def format_argument_rows(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(param.make_metavar(ctx), getattr(param, "help", None) or "")
+                for param in self.get_params(ctx) if isinstance(param, click.Argument)]
         if rows:
             with formatter.section("Arguments"):
                 formatter.write_dl(rows)
-        super().format_options(ctx, formatter)
 
 
 class OrderedGroup(click.Group):
@@ -98,7 +105,11 @@ leverage_coins = click.option(
     show_default=True,
     help="Whether to include leveraged coin symbols, such as 'BTCUPUSDT'.",
 )
-force_update = click.option("--force-update/--no-force-update", default=False, show_default=True)
+# The legacy option had no help text; this one is bhds' own.
+force_update = click.option(
+    "--force-update/--no-force-update", default=False, show_default=True,
+    help="Re-parse every verified zip even if it was parsed before, and remove partitions of months no zip is left for.",
+)
 overwrite = click.option("--overwrite/--no-overwrite", default=False, show_default=True, help="Whether to overwrite existing files")
 # New in bhds (not in the legacy CLI): concurrent downloads, default from BHDS_CONCURRENCY or 32.
 concurrency = click.option(

@@ -29,7 +29,7 @@ from bhds.api.missing import StoreCoverage, day_list, finished_days, scan_store,
 from bhds.api.ratelimit import MarketStopped
 from bhds.errors import InputError, NetworkError
 from bhds.parallel import imap_isolated
-from bhds.paths import PARQUET_SUFFIX, Layout, list_files, list_subdirs
+from bhds.paths import FUNDING, KLINES, PARQUET_SUFFIX, Layout, list_files, list_subdirs, lock_name
 from bhds.progress import bar
 from bhds.schema import PARSED_FUNDING_SCHEMA
 from bhds.settings import Settings
@@ -251,7 +251,7 @@ def _kline_run(settings: Settings, command: str, trade_type: TradeType, interval
     interval = _interval(trade_type, interval_text)
     layout = Layout(settings.data_dir)
     summary = RunSummary(command)
-    with stage_lock(layout, f"api-{trade_type.value}", settings.lock_timeout):
+    with stage_lock(layout, lock_name("api", trade_type, KLINES, interval.text), settings.lock_timeout):
         conn, ledger = _open_ledger(layout, trade_type, interval)
         try:
             body(layout, trade_type, interval, ledger, summary)
@@ -430,7 +430,7 @@ def _funding_run(settings: Settings, command: str, trade_type, symbols: list[str
     trade_type = _futures(TradeType(trade_type))
     layout = Layout(settings.data_dir)
     summary = RunSummary(command)
-    with stage_lock(layout, f"api-funding-{trade_type.value}", settings.lock_timeout):
+    with stage_lock(layout, lock_name("api", trade_type, FUNDING), settings.lock_timeout):
         names = symbols
         if names is None:
             names = list_subdirs(layout.aws_funding_symbols_dir(trade_type))

@@ -3,7 +3,8 @@
 Download: resolve the symbols (explicit, or listed and filtered per contract §6.2), turn them
 into directory prefixes, and let `bhds.archive.mirror` list, diff and fetch. Verify: find the
 local zips without a `.verified` marker, fetch any missing CHECKSUM, then hash and test them on
-every core. Both hold the `archive-<trade type>` lock, since verify deletes what download writes.
+every core. Both hold the `archive` lock of each dataset they touch (`paths.lock_name`), since
+verify deletes what download writes; different datasets and intervals run side by side.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from bhds.archive.verify import Candidate, survey, verify_all
 from bhds.errors import NetworkError
 from bhds.paths import Layout
 from bhds.settings import Settings
-from bhds.storage import stage_lock
+from bhds.storage import stage_locks
 from bhds.symbols import Selection, select_cm, select_spot, select_um
 from bhds.types import ContractType, RunSummary, TradeType, parse_interval
 
@@ -50,8 +51,11 @@ def _policy() -> RetryPolicy:
     return RETRY_POLICY or DEFAULT_POLICY
 
 
-def _lock_name(trade_type: TradeType) -> str:
-    return f"archive-{TradeType(trade_type).value}"
+def _locks(trade_type: TradeType, dataset: str, intervals: Iterable[str] = ()) -> list[str]:
+    """The archive locks of one dataset: one per kline interval, one for funding or liquidation."""
+    if dataset != paths.KLINES:
+        return [paths.lock_name("archive", trade_type, dataset)]
+    return [paths.lock_name("archive", trade_type, dataset, interval) for interval in intervals]
 
 
 def _archive_interval(text: str) -> str:
@@ -107,12 +111,13 @@ async def _download_async(settings: Settings, layout: Layout, manifest: Manifest
             return await mirror.run(prefixes)
 
 
-def _download(settings: Settings, command: str, trade_type: TradeType, *, symbols: list[str] | None,
+def _download(settings: Settings, command: str, trade_type: TradeType, *, dataset: str, intervals: Iterable[str] = (),
+              symbols: list[str] | None,
               symbols_prefix: str, file_prefixes: Callable[[str], list[str]], selector: Selector | None = None,
               markers: bool = True) -> RunSummary:
     summary = RunSummary(command)
     layout = Layout(settings.data_dir)
-    with stage_lock(layout, _lock_name(trade_type), settings.lock_timeout):
+    with stage_locks(layout, _locks(trade_type, dataset, intervals), settings.lock_timeout):
         manifest = _manifest(settings, layout)
         try:
             log.info("mirroring %s%s into %s", settings.aws_url.rstrip("/") + "/", symbols_prefix, layout.aws_root)
@@ -151,14 +156,16 @@ def _fill_download_summary(summary: RunSummary, report: MirrorReport, *, explici
 def kline_download(settings: Settings, *, trade_type, time_interval, symbols) -> RunSummary:
     tt = TradeType(trade_type)
     interval = _archive_interval(time_interval)
-    return _download(settings, "aws_kline download", tt, symbols=list(dict.fromkeys(symbols)),
+    return _download(settings, "aws_kline download", tt, dataset=paths.KLINES, intervals=[interval],
+                     symbols=list(dict.fromkeys(symbols)),
                      symbols_prefix=paths.kline_symbols_prefix(tt),
                      file_prefixes=lambda s: [paths.kline_files_prefix(tt, s, interval)])
 
 
 def _kline_market(settings: Settings, command: str, tt: TradeType, time_intervals, selector: Selector) -> RunSummary:
     intervals = _intervals(time_intervals)
-    return _download(settings, command, tt, symbols=None, symbols_prefix=paths.kline_symbols_prefix(tt), selector=selector,
+    return _download(settings, command, tt, dataset=paths.KLINES, intervals=intervals, symbols=None,
+                     symbols_prefix=paths.kline_symbols_prefix(tt), selector=selector,
                      file_prefixes=lambda s: [paths.kline_files_prefix(tt, s, i) for i in intervals])
 
 
@@ -182,13 +189,14 @@ def kline_download_cm_futures(settings: Settings, *, time_intervals, contract_ty
 
 def funding_download(settings: Settings, *, trade_type, symbols) -> RunSummary:
     tt = TradeType(trade_type)
-    return _download(settings, "aws_funding download", tt, symbols=list(dict.fromkeys(symbols)),
+    return _download(settings, "aws_funding download", tt, dataset=paths.FUNDING, symbols=list(dict.fromkeys(symbols)),
                      symbols_prefix=paths.funding_symbols_prefix(tt),
                      file_prefixes=lambda s: [paths.funding_files_prefix(tt, s)])
 
 
 def _funding_market(settings: Settings, command: str, tt: TradeType, selector: Selector) -> RunSummary:
-    return _download(settings, command, tt, symbols=None, symbols_prefix=paths.funding_symbols_prefix(tt), selector=selector,
+    return _download(settings, command, tt, dataset=paths.FUNDING, symbols=None,
+                     symbols_prefix=paths.funding_symbols_prefix(tt), selector=selector,
                      file_prefixes=lambda s: [paths.funding_files_prefix(tt, s)])
 
 
@@ -209,13 +217,15 @@ def funding_download_cm_futures(settings: Settings, *, contract_type) -> RunSumm
 
 def liquidation_download(settings: Settings, *, trade_type, symbols) -> RunSummary:
     tt = TradeType(trade_type)
-    return _download(settings, "aws_liquidation download", tt, symbols=list(dict.fromkeys(symbols)),
+    return _download(settings, "aws_liquidation download", tt, dataset=paths.LIQUIDATION,
+                     symbols=list(dict.fromkeys(symbols)),
                      symbols_prefix=paths.liquidation_symbols_prefix(tt),
                      file_prefixes=lambda s: [paths.liquidation_files_prefix(tt, s)], markers=False)
 
 
 def _liquidation_market(settings: Settings, command: str, tt: TradeType, selector: Selector) -> RunSummary:
-    return _download(settings, command, tt, symbols=None, symbols_prefix=paths.liquidation_symbols_prefix(tt),
+    return _download(settings, command, tt, dataset=paths.LIQUIDATION, symbols=None,
+                     symbols_prefix=paths.liquidation_symbols_prefix(tt),
                      selector=selector, file_prefixes=lambda s: [paths.liquidation_files_prefix(tt, s)], markers=False)
 
 
@@ -233,7 +243,8 @@ def liquidation_download_cm_futures(settings: Settings, *, contract_type) -> Run
 
 # ---- verify --------------------------------------------------------------------------------
 
-def _verify(settings: Settings, command: str, trade_type: TradeType, directories: list[tuple[str, Path]]) -> RunSummary:
+def _verify(settings: Settings, command: str, trade_type: TradeType, directories: list[tuple[str, Path]],
+            dataset: str, intervals: Iterable[str] = ()) -> RunSummary:
     """Verify the unmarked zips of `(key prefix, local dir)` pairs; delete pairs that fail."""
     summary = RunSummary(command)
     absent = [directory for _, directory in directories if not directory.is_dir()]
@@ -242,7 +253,7 @@ def _verify(settings: Settings, command: str, trade_type: TradeType, directories
     if absent:
         summary.notes["missing_dirs"] = len(absent)
     layout = Layout(settings.data_dir)
-    with stage_lock(layout, _lock_name(trade_type), settings.lock_timeout):
+    with stage_locks(layout, _locks(trade_type, dataset, intervals), settings.lock_timeout):
         found = survey(directories)
         summary.skipped = found.marked
         if found.swept:
@@ -327,7 +338,7 @@ def kline_verify(settings: Settings, *, trade_type, time_interval, symbols) -> R
     interval = _archive_interval(time_interval)
     layout = Layout(settings.data_dir)
     dirs = [(paths.kline_files_prefix(tt, s, interval), layout.aws_kline_dir(tt, s, interval)) for s in dict.fromkeys(symbols)]
-    return _verify(settings, "aws_kline verify", tt, dirs)
+    return _verify(settings, "aws_kline verify", tt, dirs, paths.KLINES, [interval])
 
 
 def kline_verify_type_all(settings: Settings, *, trade_type, time_intervals) -> RunSummary:
@@ -342,7 +353,7 @@ def kline_verify_type_all(settings: Settings, *, trade_type, time_intervals) -> 
         summary = RunSummary("aws_kline verify-type-all")
         summary.notes["symbols"] = 0
         return summary
-    summary = _verify(settings, "aws_kline verify-type-all", tt, dirs)
+    summary = _verify(settings, "aws_kline verify-type-all", tt, dirs, paths.KLINES, intervals)
     summary.notes = {"symbols": len({prefix.split("/")[-3] for prefix, _ in dirs}), **summary.notes}
     return summary
 
@@ -351,7 +362,7 @@ def funding_verify(settings: Settings, *, trade_type, symbols) -> RunSummary:
     tt = TradeType(trade_type)
     layout = Layout(settings.data_dir)
     dirs = [(paths.funding_files_prefix(tt, s), layout.aws_funding_dir(tt, s)) for s in dict.fromkeys(symbols)]
-    return _verify(settings, "aws_funding verify", tt, dirs)
+    return _verify(settings, "aws_funding verify", tt, dirs, paths.FUNDING)
 
 
 def funding_verify_type_all(settings: Settings, *, trade_type) -> RunSummary:
@@ -365,6 +376,7 @@ def funding_verify_type_all(settings: Settings, *, trade_type) -> RunSummary:
         summary.notes["symbols"] = 0
         return summary
     summary = _verify(settings, "aws_funding verify-type-all", tt,
-                      [(paths.funding_files_prefix(tt, s), layout.aws_funding_dir(tt, s)) for s in symbols])
+                      [(paths.funding_files_prefix(tt, s), layout.aws_funding_dir(tt, s)) for s in symbols],
+                      paths.FUNDING)
     summary.notes = {"symbols": len(symbols), **summary.notes}
     return summary

@@ -24,7 +24,7 @@ from bhds.generate.contracts import CONTRACT_SIZES_CACHE, load_sizes, sizes_for
 from bhds.generate.offsets import ResamplePlan, plan_resample
 from bhds.generate.jobs import RESAMPLE_SOURCE_INTERVAL, KlineJob, ResampleJob, TaskResult, run_kline_job, run_resample_job
 from bhds.parallel import imap_isolated
-from bhds.paths import PARQUET_SUFFIX, Layout, list_files, list_subdirs, parquet_in, resampled_file_in, staging_dir
+from bhds.paths import KLINES, PARQUET_SUFFIX, Layout, list_files, list_subdirs, lock_name, parquet_in, resampled_file_in, staging_dir
 from bhds.progress import bar
 from bhds.settings import Settings
 from bhds.types import RunSummary, TradeType, parse_interval
@@ -37,11 +37,11 @@ J = TypeVar("J")
 # ---- shared helpers ----
 
 def _kline_stage(trade_type: TradeType, interval: str) -> str:
-    return f"generate-kline-{trade_type.value}-{interval}"
+    return lock_name("generate", trade_type, KLINES, interval)
 
 
 def _resample_stage(trade_type: TradeType, interval: str) -> str:
-    return f"generate-resample-{trade_type.value}-{interval}"
+    return lock_name("resample", trade_type, KLINES, interval)
 
 
 @contextlib.contextmanager

@@ -18,7 +18,7 @@ from bhds.parse.tasks import FundingResult, FundingTask, MonthResult, MonthTask,
 from bhds.paths import Layout, list_subdirs
 from bhds.progress import bar
 from bhds.settings import Settings
-from bhds.storage import stage_lock, sweep_temp_files
+from bhds.storage import stage_lock, stage_locks, sweep_temp_files
 from bhds.types import RunSummary, TradeType, parse_interval
 
 log = logging.getLogger("bhds.parse")
@@ -35,7 +35,7 @@ def kline_parse(settings: Settings, *, trade_type, time_interval, symbols, force
     interval = parse_interval(time_interval, archive=True).text
     summary = RunSummary("aws_kline parse")
     layout = Layout(settings.data_dir)
-    with stage_lock(layout, f"parse-{trade_type.value}", settings.lock_timeout):
+    with stage_lock(layout, paths.lock_name("parse", trade_type, paths.KLINES, interval), settings.lock_timeout):
         _parse_klines(settings, layout, trade_type, interval, _unique(symbols), force_update, summary)
     return summary
 
@@ -46,7 +46,7 @@ def kline_parse_type_all(settings: Settings, *, trade_type, time_intervals, forc
     intervals = _unique(parse_interval(text, archive=True).text for text in time_intervals)
     summary = RunSummary("aws_kline parse-type-all")
     layout = Layout(settings.data_dir)
-    with stage_lock(layout, f"parse-{trade_type.value}", settings.lock_timeout):
+    with stage_locks(layout, [paths.lock_name("parse", trade_type, paths.KLINES, i) for i in intervals], settings.lock_timeout):
         for interval in intervals:
             symbols_dir = layout.aws_kline_symbols_dir(trade_type)
             symbols = [s for s in list_subdirs(symbols_dir) if layout.aws_kline_dir(trade_type, s, interval).is_dir()]
@@ -62,7 +62,7 @@ def funding_parse(settings: Settings, *, trade_type, symbols) -> RunSummary:
     trade_type = _funding_market(trade_type)
     summary = RunSummary("aws_funding parse")
     layout = Layout(settings.data_dir)
-    with stage_lock(layout, f"parse-{trade_type.value}", settings.lock_timeout):
+    with stage_lock(layout, paths.lock_name("parse", trade_type, paths.FUNDING), settings.lock_timeout):
         _parse_funding(settings, layout, trade_type, _unique(symbols), summary)
     return summary
 
@@ -77,7 +77,7 @@ def funding_parse_type_all(settings: Settings, *, trade_type) -> RunSummary:
     if not symbols:
         log.warning("no %s funding rates under %s: nothing to parse (run aws_funding download and verify first)",
                     trade_type.value, symbols_dir)
-    with stage_lock(layout, f"parse-{trade_type.value}", settings.lock_timeout):
+    with stage_lock(layout, paths.lock_name("parse", trade_type, paths.FUNDING), settings.lock_timeout):
         _parse_funding(settings, layout, trade_type, symbols, summary)
     return summary
 
