@@ -206,8 +206,6 @@ class BinanceClient:
                 return resp.status, resp.headers, body
 
         def before_sleep(state: Any) -> None:
-            self.counters.retried += 1
-            exc = state.outcome.exception() if state.outcome else None
-            log.debug("retrying %s after %s", url, exc)
+            self.counters.retried += 1  # bhds.net logs the retry
 
-        return await with_retries(attempt, self.policy, sleep=self.sleep, before_sleep=before_sleep)
+        return await with_retries(attempt, self.policy, sleep=self.sleep, before_sleep=before_sleep, what=url)

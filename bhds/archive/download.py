@@ -49,7 +49,7 @@ async def fetch_to(session: aiohttp.ClientSession, url: str, part: Path, *, expe
         return Fetched(part, size, digest.hexdigest())
 
     try:
-        return await with_archive_retries(attempt, policy)
+        return await with_archive_retries(attempt, policy, what=url)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             part.unlink()
@@ -69,4 +69,4 @@ async def fetch_body(session: aiohttp.ClientSession, url: str, *, expected_size:
             raise IncompleteBody(f"{url}: got {len(body)} bytes, the listing says {expected_size}")
         return body
 
-    return await with_archive_retries(attempt, policy)
+    return await with_archive_retries(attempt, policy, what=url)
