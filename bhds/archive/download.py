@@ -15,6 +15,7 @@ from pathlib import Path
 import aiohttp
 
 from bhds.archive.http import IncompleteBody, check_status, with_archive_retries
+from bhds.errors import disk_full, is_disk_full
 from bhds.net import DEFAULT_POLICY, RetryPolicy
 
 # Bytes handed over per read: big enough for few Python round trips, small enough for flat memory.
@@ -50,9 +51,11 @@ async def fetch_to(session: aiohttp.ClientSession, url: str, part: Path, *, expe
 
     try:
         return await with_archive_retries(attempt, policy, what=url)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             part.unlink()
+        if is_disk_full(exc):
+            raise disk_full(part, exc) from exc
         raise
 
 
