@@ -111,17 +111,20 @@ async def with_retries(
     before_sleep: Callable[[RetryCallState], None] | None = None,
     what: str = "",
     silent_so_far: int = 0,
+    tries_before: int = 0,
 ):
     """Await `call()` until it succeeds or the policy gives up (then its last error propagates).
 
     `what` names the request in the INFO line logged before each retry (default: the failed
-    URL when the error carries one). `silent_so_far`: timeouts in a row already spent on it.
+    URL when the error carries one). A caller that already tried on its own passes `tries_before`
+    (for the numbering of the log) and `silent_so_far`, how many of those tries timed out in a row.
     """
     def log_and_sleep(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0.0
         log.info("%s: %s; asking again in %.1fs (try %d of at most %d)", _what(exc, what),
-                 describe_failure(exc) if exc else "failed", wait, state.attempt_number + 1, policy.attempts)
+                 describe_failure(exc) if exc else "failed", wait, tries_before + state.attempt_number + 1,
+                 tries_before + policy.attempts)
         if before_sleep is not None:
             before_sleep(state)
 

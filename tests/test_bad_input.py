@@ -103,7 +103,7 @@ CASES = [
     ("min-days -1", ["generate", "kline-type", "spot", "1m", "--min-days", "-1"], {}, None, 2, "min-days"),
     ("min-price-chg negative", ["generate", "kline-type", "spot", "1m", "--min-price-chg", "-0.5"], {}, None, 2, "min-price-chg"),
     ("concurrency 0", ["aws_kline", "download-spot", "1m", "--concurrency", "0"], {}, None, 2, "--concurrency"),
-    ("unknown symbol on the API", ["api_data", "download-kline", "spot", "1m", "NOSUCHCOIN", "20250105"], {}, None, 3, "NOSUCHCOIN"),
+    ("unknown symbol on the API", ["api_data", "download-kline", "spot", "1m", "NOSUCHCOIN", "20250105"], {}, None, 2, "symbol 'NOSUCHCOIN' unknown to Binance's spot API"),
     ("a date that is not a date", ["api_data", "download-kline", "spot", "1m", "BTCUSDT", "2025-13-45"], {}, None, 2, "2025-13-45"),
     ("a date that is not a date (word)", ["api_data", "download-kline", "spot", "1m", "BTCUSDT", "yesterday"], {}, None, 2, "yesterday"),
     ("CRYPTO_BASE_DIR is a file", ["aws_kline", "parse", "spot", "1m", "BTCUSDT"], {"CRYPTO_BASE_DIR": "{file}"}, _base_dir_is_file, 1, "CRYPTO_BASE_DIR"),

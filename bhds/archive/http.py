@@ -88,4 +88,4 @@ async def with_archive_retries(attempt: Callable[[], Awaitable[T]], policy: Retr
         silent = int(isinstance(exc, asyncio.TimeoutError))
         await asyncio.sleep(wait)
     rest = dataclasses.replace(policy, attempts=policy.attempts - 1, max_total=max(0.0, policy.max_total - policy.initial_wait))
-    return await with_retries(attempt, rest, retry_on=retry_on, what=what, silent_so_far=silent)
+    return await with_retries(attempt, rest, retry_on=retry_on, what=what, silent_so_far=silent, tries_before=1)

@@ -3,7 +3,8 @@
 This is the one place that turns a BhdsError into `bhds: error: ...` and an exit code:
 0 done; 1 the command failed; 2 bad usage or input; 3 finished but some items failed;
 75 another bhds process holds the stage's lock; 130 interrupted (Ctrl-C); 143 terminated (SIGTERM).
-Every command that got as far as its workflow ends with its summary line, also when it failed.
+Every command that got past its arguments ends with its summary line, also when it failed (exit 1, 3,
+75, 130, 143); bad usage (exit 2) is the one error line alone.
 """
 
 from __future__ import annotations
@@ -15,11 +16,14 @@ import signal
 import sys
 import time
 import traceback
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from bhds.cli.options import OrderedGroup
+
+if TYPE_CHECKING:
+    from bhds.types import RunSummary
 
 EXIT_USAGE = 2
 EXIT_PARTIAL = 3
@@ -61,25 +65,14 @@ def dispatch(target: str, *, emits_data: bool = False, **kwargs: Any) -> None:
     `bhds ... --format json | jq` reads only the data. Otherwise the summary line is on stdout.
     A workflow that fails or is interrupted half-way still gets its summary line (after the error).
     """
-    from bhds.settings import check_proxy, load_settings
     from bhds.types import CREATED, RunSummary
 
     global _unfinished
     ctx = click.get_current_context()
-    settings = load_settings(debug=bool(ctx.find_root().params.get("debug")))
-    proxy = kwargs.pop("http_proxy", None)
-    concurrency = kwargs.pop("concurrency", None)
-    settings = settings.with_overrides(http_proxy=check_proxy(proxy), concurrency=concurrency)
-
-    from bhds.progress import setup_logging
-
-    setup_logging(settings.debug)
-    module_name, func_name = target.split(":")
-    func = getattr(importlib.import_module(f"bhds.workflows.{module_name}"), func_name)
     started = time.monotonic()
     CREATED.clear()
     try:
-        summary = func(settings, **kwargs)
+        summary = _run(ctx, target, kwargs)
     except BaseException as exc:
         if getattr(exc, "exit_code", None) != EXIT_USAGE:  # bad usage is one line, nothing ran
             # The workflow's own summary when it had made one (what got done before the stop).
@@ -98,6 +91,22 @@ def dispatch(target: str, *, emits_data: bool = False, **kwargs: Any) -> None:
     click.echo(summary.line(), err=emits_data)
     if summary.failed:
         raise RunFailed(EXIT_PARTIAL)
+
+
+def _run(ctx: click.Context, target: str, kwargs: dict[str, Any]) -> RunSummary:
+    from bhds.settings import check_proxy, load_settings
+
+    settings = load_settings(debug=bool(ctx.find_root().params.get("debug")))
+    proxy = kwargs.pop("http_proxy", None)
+    concurrency = kwargs.pop("concurrency", None)
+    settings = settings.with_overrides(http_proxy=check_proxy(proxy), concurrency=concurrency)
+
+    from bhds.progress import setup_logging
+
+    setup_logging(settings.debug)
+    module_name, func_name = target.split(":")
+    func = getattr(importlib.import_module(f"bhds.workflows.{module_name}"), func_name)
+    return func(settings, **kwargs)
 
 
 def _stop_reason(exc: BaseException) -> str:

@@ -223,21 +223,24 @@ async def _fill(settings: Settings, layout: Layout, trade_type: TradeType, inter
                 raise NetworkError(str(outcome.stopped))
             _apply_outcome(summary, outcome, len(jobs), ms, invalid_is_failure=invalid_is_failure)
             if invalid_is_failure and outcome.invalid:
-                raise _unknown_to_binance(layout, trade_type, outcome.invalid)
+                _refuse_unknown(layout, trade_type, outcome.invalid)
             if "contract_sizes" in ms.notes:
                 summary.notes["contract_sizes"] = ms.notes["contract_sizes"]
     except MarketStopped as exc:
         _stopped_before_start(exc, summary, sum(len(v) for v in (*holes.values(), *tails.values())))
 
 
-def _unknown_to_binance(layout: Layout, trade_type: TradeType, invalid: dict[str, str]) -> InputError:
-    """Symbols named on the command line that Binance's API does not know (-1121): exit 2, closest local names."""
+def _refuse_unknown(layout: Layout, trade_type: TradeType, invalid: dict[str, str]) -> None:
+    """Symbols named on the command line that Binance's API does not know (-1121) and no local store
+    has either are typos: exit 2 with the closest local names. A local one (delisted since) stays a
+    failed item."""
     known = listed_locally(layout.aws_kline_symbols_dir(trade_type), layout.parsed_kline_symbols_dir(trade_type),
                            layout.api_kline_symbols_dir(trade_type))
     if trade_type.is_futures:
         known |= listed_locally(layout.aws_funding_symbols_dir(trade_type))
-    reason = next(iter(invalid.values()))
-    return unknown_symbols(sorted(invalid), known - set(invalid), f"unknown to Binance's {trade_type.value} API ({reason})", "")
+    typos = sorted(set(invalid) - known)
+    if typos:
+        raise unknown_symbols(typos, known, f"unknown to Binance's {trade_type.value} API ({invalid[typos[0]]})", "")
 
 
 def _finished_only(days_of: dict[str, list[date]], interval: Interval, now: datetime) -> tuple[dict[str, list[date]], int]:
@@ -434,9 +437,13 @@ async def _funding(settings: Settings, layout: Layout, trade_type: TradeType, sy
     if empty:
         log.info("no funding rates for %s", ", ".join(empty))
     if invalid and invalid_is_failure:
-        raise _unknown_to_binance(layout, trade_type, invalid)
-    if invalid:
-        summary.skipped += len(invalid)
+        _refuse_unknown(layout, trade_type, invalid)
+    for symbol, msg in sorted(invalid.items()):
+        if invalid_is_failure:
+            summary.fail(f"{symbol}: Binance does not know this symbol ({msg})")
+        else:
+            summary.skipped += 1
+    if invalid and not invalid_is_failure:
         summary.notes["invalid_symbols"] = ",".join(sorted(invalid))
 
 

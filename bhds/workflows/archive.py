@@ -79,10 +79,7 @@ async def _download_async(settings: Settings, layout: Layout, manifest: Manifest
     from bhds.net import make_session
 
     async with make_session(settings) as session:
-        if symbols is not None:
-            # Named symbols must be listed: a typo (or lowercase) is exit 2 with the closest names.
-            listed = await _list_symbols(session, settings, symbols_prefix)
-            check_listed(symbols, listed, f"in the archive under {settings.aws_url.rstrip('/')}/{symbols_prefix}", "")
+        named = symbols is not None
         if symbols is None:
             names = await _list_symbols(session, settings, symbols_prefix)
             selection = selector(names) if selector else Selection(kept=names)
@@ -101,7 +98,17 @@ async def _download_async(settings: Settings, layout: Layout, manifest: Manifest
         with ThreadPoolExecutor(max_workers=max(1, settings.n_jobs), thread_name_prefix="bhds-ziptest") as executor:
             mirror = Mirror(session, base_url=settings.aws_url, layout=layout, manifest=manifest, executor=executor,
                             concurrency=settings.concurrency, markers=markers, policy=_policy())
-            return await mirror.run(prefixes)
+            report = await mirror.run(prefixes)
+        if named and report.empty:
+            # A named symbol with nothing listed may be a typo (or lowercase): if the archive does
+            # not list it at all, that is exit 2 with the closest names. Asked only then, so a
+            # normal run costs no extra listing.
+            empty = set(report.empty)
+            nothing = [s for s in symbols if all(prefix in empty for prefix in file_prefixes(s))]
+            if nothing:
+                listed = await _list_symbols(session, settings, symbols_prefix)
+                check_listed(nothing, listed, f"in the archive under {settings.aws_url.rstrip('/')}/{symbols_prefix}", "")
+        return report
 
 
 async def _list_symbols(session: object, settings: Settings, symbols_prefix: str) -> list[str]:
