@@ -60,9 +60,23 @@ def is_disk_full(exc: BaseException) -> bool:
     return False
 
 
-def disk_full(path: object, exc: BaseException | None = None) -> DiskFull:
-    """The one message for a full disk: where, and what to do."""
+def disk_full(path: object | None, exc: BaseException | None = None) -> DiskFull:
+    """The one message for a full disk: where (when known), and what to do."""
     quota = isinstance(exc, OSError) and exc.errno == getattr(errno, "EDQUOT", -1)
     what = "disk quota exceeded" if quota else "disk full"
-    return DiskFull(f"{what} while writing {path}: free some space (or move CRYPTO_BASE_DIR to a bigger disk) "
+    where = f" while writing {path}" if path else ""
+    return DiskFull(f"{what}{where}: free some space (or move CRYPTO_BASE_DIR to a bigger disk) "
                     "and run the same command again; it goes on where it stopped")
+
+
+def find_disk_full(exc: BaseException) -> DiskFull | None:
+    """The disk-full error behind `exc` (itself, or what caused it), as bhds' message; None if there is none."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, DiskFull):
+            return exc
+        if is_disk_full(exc):
+            return disk_full(getattr(exc, "filename", None), exc)
+        exc = exc.__cause__ or exc.__context__
+    return None

@@ -147,7 +147,7 @@ def _debug_requested(argv: list[str]) -> bool:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of `python bhds.py`, `python -m bhds` and the `bhds` console script."""
-    from bhds.errors import BhdsError
+    from bhds.errors import BhdsError, find_disk_full
 
     global _unfinished
     _unfinished = None
@@ -174,6 +174,9 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, no traceback
         if _debug_requested(args):
             traceback.print_exc()
+        full = find_disk_full(exc)  # wherever it struck (a lock file, a library's own write...)
+        if full is not None:
+            _exit(full.exit_code, f"bhds: error: {full.message}")
         _exit(1, f"bhds: error: unexpected {type(exc).__name__}: {exc} (this is a bug; run again with --debug for the traceback)")
     finally:
         restore()
