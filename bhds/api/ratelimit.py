@@ -134,7 +134,7 @@ class RateLimiter:
                     raise self._stopped
                 now = self._clock()
                 if now < self._pause_until:
-                    await self._wait(self._pause_until - now, "the server asked us to slow down (HTTP 429)")
+                    await self._wait(self._pause_until - now, "the end of the pause the server asked for (HTTP 429)")
                     continue
                 self._roll()
                 if self._window_used + weight > self._ceiling:
