@@ -8,8 +8,9 @@ writes; worker processes return values.
 Everything here is derivable from the files on disk, so it is never the user's job to repair it:
 a database that is damaged (not SQLite, cut short, malformed) is moved aside to
 `state.sqlite.damaged-<UTC time>` with one warning and an empty one takes its place; each stage
-then re-derives its records from the files, as on a tree written by bhds.py (verify hashes
-again, parse adopts the days its partitions already hold, the API asks again about empty days).
+then re-derives its records from the files, as on a tree written by bhds.py (download re-records
+the verified zips it finds, verify hashes the unmarked ones, parse adopts the days its partitions
+already hold, the API asks again about empty days).
 
 Tables (owner → table): archive (`bhds/archive/manifest.py`) → `archive_files`; parse
 (`bhds/parse/ledger.py`) → `parsed_kline_sources`, `parsed_funding_sources`; API
