@@ -2,12 +2,20 @@
 
 Retried: connection errors, timeouts, truncated bodies, 5xx, 429/403-SlowDown style answers
 (raised as RetryableHTTPError). Not retried: anything the caller raises as final. Every retry is
-bounded in attempts and in total time, and the last error is re-raised unchanged.
+bounded in attempts and in total time, logged at INFO with what is asked again and why, and the
+last error is re-raised unchanged.
+
+How long a silent server is waited for: a request fails when the server sends nothing for
+`BHDS_HTTP_TIMEOUT` seconds (default 30; connecting gets at most 15 of them), and a server that
+stays silent `RetryPolicy.silent_attempts` (3) times in a row is given up on, so a server that
+accepts the connection and never answers costs about 3 × 30 s plus short waits, never minutes of
+silence. REST calls also have a 30 s cap on the whole answer (`bhds.api.client`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -16,10 +24,12 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 
 from bhds.settings import Settings
 
-# Per request: connect quickly, allow a slow but steady body.
+# Per request: connect quickly; the body may be slow but not silent for longer than the read
+# timeout (settings.http_timeout, BHDS_HTTP_TIMEOUT).
 CONNECT_TIMEOUT_S = 15
-READ_TIMEOUT_S = 60
 USER_AGENT = "bhds"
+
+log = logging.getLogger("bhds.net")
 
 
 class RetryableHTTPError(Exception):
@@ -43,6 +53,8 @@ class RetryPolicy:
     initial_wait: float = 0.5
     max_wait: float = 20.0
     max_total: float = 180.0
+    # A server that answered nothing (timed out) this many times in a row is given up on.
+    silent_attempts: int = 3
 
 
 DEFAULT_POLICY = RetryPolicy()
@@ -60,6 +72,36 @@ def _wait_with_retry_after(policy: RetryPolicy) -> Callable[[RetryCallState], fl
     return wait
 
 
+def _silent(exc: BaseException | None) -> bool:
+    """A timeout: the server accepted the request (or not even the connection) and said nothing."""
+    return isinstance(exc, asyncio.TimeoutError)
+
+
+def describe_failure(exc: BaseException) -> str:
+    """Why an attempt failed, in a few words (a timeout's own text is often empty)."""
+    if _silent(exc):
+        return f"no answer in time ({str(exc).strip() or 'timeout'})"
+    return str(exc).strip() or type(exc).__name__
+
+
+def _what(exc: BaseException | None, default: str) -> str:
+    url = getattr(exc, "url", None) or getattr(getattr(exc, "request_info", None), "real_url", None)
+    return default or (str(url) if url else "a request")
+
+
+def _stop(policy: RetryPolicy, silent_so_far: int = 0) -> Callable[[RetryCallState], bool]:
+    ordinary = stop_after_attempt(policy.attempts) | stop_after_delay(policy.max_total)
+    silent_in_a_row = silent_so_far
+
+    def stop(state: RetryCallState) -> bool:
+        nonlocal silent_in_a_row
+        exc = state.outcome.exception() if state.outcome else None
+        silent_in_a_row = silent_in_a_row + 1 if _silent(exc) else 0
+        return silent_in_a_row >= policy.silent_attempts or ordinary(state)
+
+    return stop
+
+
 async def with_retries(
     call: Callable[[], Awaitable[object]],
     policy: RetryPolicy = DEFAULT_POLICY,
@@ -67,15 +109,32 @@ async def with_retries(
     retry_on: tuple[type[BaseException], ...] = TRANSIENT_ERRORS,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     before_sleep: Callable[[RetryCallState], None] | None = None,
+    what: str = "",
+    silent_so_far: int = 0,
+    tries_before: int = 0,
 ):
-    """Await `call()` until it succeeds or the policy gives up (then its last error propagates)."""
+    """Await `call()` until it succeeds or the policy gives up (then its last error propagates).
+
+    `what` names the request in the INFO line logged before each retry (default: the failed
+    URL when the error carries one). A caller that already tried on its own passes `tries_before`
+    (for the numbering of the log) and `silent_so_far`, how many of those tries timed out in a row.
+    """
+    def log_and_sleep(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        log.info("%s: %s; asking again in %.1fs (try %d of at most %d)", _what(exc, what),
+                 describe_failure(exc) if exc else "failed", wait, tries_before + state.attempt_number + 1,
+                 tries_before + policy.attempts)
+        if before_sleep is not None:
+            before_sleep(state)
+
     retrying = AsyncRetrying(
-        stop=stop_after_attempt(policy.attempts) | stop_after_delay(policy.max_total),
+        stop=_stop(policy, silent_so_far),
         wait=_wait_with_retry_after(policy),
         retry=retry_if_exception_type(retry_on),
         reraise=True,
         sleep=sleep,
-        before_sleep=before_sleep,
+        before_sleep=log_and_sleep,
     )
     return await retrying(call)
 
@@ -88,7 +147,8 @@ def make_session(settings: Settings, *, connections: int | None = None) -> aioht
     """
     limit = connections or settings.concurrency
     connector = aiohttp.TCPConnector(limit=limit, limit_per_host=limit, ttl_dns_cache=300)
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT_S, sock_read=READ_TIMEOUT_S)
+    silence = settings.http_timeout
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=min(CONNECT_TIMEOUT_S, silence), sock_read=silence)
     return aiohttp.ClientSession(
         connector=connector,
         timeout=timeout,

@@ -273,6 +273,10 @@ class Layout:
         """SQLite file recording what was verified, parsed and asked of the API."""
         return self.state_dir / "state.sqlite"
 
+    def state_db_set_aside(self, stamp: str) -> Path:
+        """Where a damaged state database is kept (for a post-mortem) before it is rebuilt."""
+        return self.state_dir / f"state.sqlite.damaged-{stamp}"
+
     def lock_file(self, stage: str) -> Path:
         """The file behind `stage_lock(layout, stage)`; `stage` is a `lock_name`."""
         return self.state_dir / "locks" / f"{stage}.lock"

@@ -20,6 +20,7 @@ DEFAULT_SPOT_API_URL = "https://api.binance.com"
 DEFAULT_UM_API_URL = "https://fapi.binance.com"
 DEFAULT_CM_API_URL = "https://dapi.binance.com"
 DEFAULT_CONCURRENCY = 32
+DEFAULT_HTTP_TIMEOUT = 30.0  # seconds a server may stay silent before a request counts as failed
 
 PROXY_VARIABLES = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy")
 
@@ -37,6 +38,7 @@ class Settings:
     cm_api_url: str
     concurrency: int = DEFAULT_CONCURRENCY
     lock_timeout: float = 0.0
+    http_timeout: float = DEFAULT_HTTP_TIMEOUT
     debug: bool = False
     # A fixed "now" (BHDS_NOW) makes runs reproducible; None means the real clock.
     fixed_now: datetime | None = field(default=None)
@@ -78,6 +80,13 @@ def _non_negative_float(env: Mapping[str, str], name: str, default: float) -> fl
         raise ConfigError(f"{name}={raw!r} is not a number of seconds: set it to e.g. 30, or unset it") from None
     if value < 0:
         raise ConfigError(f"{name}={raw!r} must not be negative: set it to e.g. 30, or unset it")
+    return value
+
+
+def _positive_seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    value = _non_negative_float(env, name, default)
+    if value <= 0:
+        raise ConfigError(f"{name}={env.get(name)!r} must be more than 0 seconds: set it to e.g. 30, or unset it")
     return value
 
 
@@ -148,6 +157,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, debug: bool = False) 
         cm_api_url=_url(env, "BHDS_CM_API_URL", DEFAULT_CM_API_URL),
         concurrency=_positive_int(env, "BHDS_CONCURRENCY", DEFAULT_CONCURRENCY),
         lock_timeout=_non_negative_float(env, "BHDS_LOCK_TIMEOUT", 0.0),
+        http_timeout=_positive_seconds(env, "BHDS_HTTP_TIMEOUT", DEFAULT_HTTP_TIMEOUT),
         debug=debug or debug_from_env(env),
         fixed_now=_fixed_now(env),
     )

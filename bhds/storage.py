@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bhds.errors import DataError, LockBusy
+from bhds.errors import DataError, LockBusy, disk_full, is_disk_full
 from bhds.paths import TEMP_MARKER, Layout, retired_dir, swap_home, swap_leftovers, temp_path
 
 if TYPE_CHECKING:
@@ -44,8 +44,8 @@ def __getattr__(name: str):
 
 
 def _disk_error(path: Path, exc: OSError) -> DataError:
-    if exc.errno == errno.ENOSPC:
-        return DataError(f"disk full while writing {path}: free some space and run the command again")
+    if is_disk_full(exc):
+        return disk_full(path, exc)
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return DataError(f"cannot write {path} ({exc.strerror}): make the data directory writable or set CRYPTO_BASE_DIR")
     return DataError(f"cannot write {path}: {exc.strerror or exc}; check the disk and run the command again")

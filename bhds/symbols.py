@@ -12,7 +12,10 @@ import re
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from bhds.errors import InputError
+from bhds.paths import list_subdirs
 from bhds.types import ContractType
 
 # Quote assets Binance spot has used. Matching is longest-first, so FDUSD wins over USD-like
@@ -192,6 +195,54 @@ def select_cm(symbols: Iterable[str], *, contract_type: ContractType) -> Selecti
             result.kept.append(name)
     return result
 
+
+
+# ---- symbols named on the command line ----------------------------------------------------
+
+def closest_names(name: str, listed: Iterable[str], n: int = 3) -> list[str]:
+    """The listed names nearest to `name`, best first (just the one, when only the case differs)."""
+    import difflib  # only when a name is unknown
+
+    by_upper = {s.upper(): s for s in listed}
+    if name.upper() in by_upper:
+        return [by_upper[name.upper()]]  # only the case was wrong
+    return [by_upper[m] for m in difflib.get_close_matches(name.upper(), list(by_upper), n=n, cutoff=0.6)]
+
+
+def check_listed(named: Iterable[str], listed: Iterable[str], where: str, fix: str) -> None:
+    """Refuse (exit 2) every symbol of `named` that `listed` lacks, suggesting the closest listed names.
+
+    `where` says which listing was asked (e.g. "in the archive under <url>" or "in the local
+    archive <dir>"), `fix` what to do besides fixing a typo. An empty listing says nothing about a
+    name (nothing downloaded yet): then nothing is refused and the command's own warnings explain.
+    """
+    listed = set(listed)
+    unknown = [name for name in dict.fromkeys(named) if name not in listed]
+    if unknown and listed:
+        raise unknown_symbols(unknown, listed, f"not listed {where}", fix)
+
+
+def unknown_symbols(unknown: Iterable[str], known: Iterable[str], problem: str, fix: str) -> InputError:
+    """The exit-2 error for symbols nobody lists: each with the closest `known` names, then `fix`."""
+    known = set(known)
+    unknown = list(unknown)
+    shown = []
+    for name in unknown:
+        near = closest_names(name, known)
+        shown.append(f"{name!r}" + (f" (did you mean {' or '.join(near)}?)" if near else ""))
+    what = "symbol" if len(unknown) == 1 else "symbols"
+    return InputError(f"{what} {', '.join(shown)} {problem}: use the name as Binance lists it "
+                      f"(capitals, e.g. BTCUSDT){'; ' + fix if fix else ''}", exit_code=2)
+
+
+def listed_locally(*directories: Path) -> set[str]:
+    """Symbol names that have a folder in any of `directories` (the local archive, parsed or API stores)."""
+    return {name for directory in directories for name in list_subdirs(directory)}
+
+
+def check_downloaded(named: Iterable[str], symbols_dir: Path, download: str) -> None:
+    """Each named symbol must have a folder in the local archive `symbols_dir` (else exit 2, closest names)."""
+    check_listed(named, listed_locally(symbols_dir), f"in the local archive {symbols_dir}", f"if it is new, run {download} first")
 
 
 class _CallableModule(sys.modules[__name__].__class__):  # type: ignore[misc]

@@ -123,6 +123,10 @@ class RunSummary:
     failures: list[str] = field(default_factory=list)
     notes: dict[str, object] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # Noted so that the CLI can still print the line of a run that stopped half-way.
+        CREATED.append(self)
+
     def fail(self, what: str) -> None:
         """Record one failed item (file, symbol, day) with the reason."""
         self.failed += 1
@@ -136,6 +140,10 @@ class RunSummary:
         parts += [f"{key}={value}" for key, value in self.notes.items()]
         parts += [f"failed={self.failed}", f"time={self.seconds:.1f}s"]
         return f"{self.command}: " + " ".join(parts)
+
+
+# Every RunSummary made in this process, oldest first (the CLI clears it before each command).
+CREATED: list[RunSummary] = []
 
 
 def _human_bytes(n: int) -> str:

@@ -53,6 +53,12 @@ def test_type_fetches_every_local_symbol_and_skips_invalid_ones(env):
 
 def test_named_invalid_symbol_is_a_failure_and_cm_sizes_are_cached(env):
     settings, layout, fake = env
+    # A name neither Binance nor the local store knows is a typo: exit 2, after the others are fetched.
+    with pytest.raises(InputError) as refused:
+        api_data.download_recent_funding(settings, trade_type="cm_futures", symbols=["ETHUSD_PERP", "NOPEUSD_PERP"])
+    assert refused.value.exit_code == 2 and "'NOPEUSD_PERP'" in refused.value.message
+    # One the local archive has (delisted since) stays a failed item.
+    layout.aws_funding_dir("cm_futures", "NOPEUSD_PERP").mkdir(parents=True)
     summary = api_data.download_recent_funding(settings, trade_type="cm_futures", symbols=["ETHUSD_PERP", "NOPEUSD_PERP"])
     assert summary.failed == 1 and summary.failures == ["NOPEUSD_PERP: Binance does not know this symbol (Invalid symbol.)"]
     assert read_table(layout.api_funding_file("cm_futures", "ETHUSD_PERP")).equals(expected(fake, "cm", "ETHUSD_PERP", 200))

@@ -311,7 +311,7 @@ def test_cli_summary_line_and_exit_codes(bhds_env, fake_binance, capsys):
     assert code == 0 and "symbols=0" in out
 
     code, _, err = run_main(capsys, "download-kline", "um_futures", "1m", "NOSUCHUSDT", "20250102")
-    assert code == 3 and "bhds: failed: NOSUCHUSDT: Binance does not know this symbol" in err
+    assert code == 2 and "bhds: error: symbol 'NOSUCHUSDT' unknown to Binance's um_futures API" in err
 
     code, _, err = run_main(capsys, "download-kline", "um_futures", "1s", "BTCUSDT", "20250102")
     assert code == 2 and "1s exists for spot only" in err

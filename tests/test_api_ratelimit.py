@@ -177,3 +177,24 @@ def test_budget_and_used_weight_come_from_the_server():
     assert used_weight({"X-MBX-USED-WEIGHT-1M": "37"}, Budget(2400, 60.0)) == 37
     assert used_weight({"X-MBX-USED-WEIGHT-1M": "37"}, Budget(50, 2.0)) == 37  # another window: best effort
     assert used_weight({}, Budget(2400, 60.0)) is None
+
+
+def test_waits_over_two_seconds_are_logged_with_what_is_waited_for(caplog: pytest.LogCaptureFixture):
+    vt = VirtualTime(start=1_000.0)
+    lim = limiter(Budget(100, 10.0), vt, name="um_futures API")
+
+    async def go():
+        ticket = await lim.acquire(1)
+        lim.observe(ticket, 99)  # the window is used up: wait ~10 s for the next
+        await lim.acquire(1)
+        lim.back_off(5.0)  # a 429 with Retry-After 5
+        await lim.acquire(1)
+        lim.back_off(1.0)  # a short pause is not worth a line
+        await lim.acquire(1)
+
+    with caplog.at_level("INFO", logger="bhds.api"):
+        run(go())
+    lines = [r.getMessage() for r in caplog.records if r.levelname == "INFO"]
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("um_futures API: waiting 10.") and "for the next 10s weight window (99 of 100 weight used)" in lines[0]
+    assert lines[1] == "um_futures API: waiting 5.0s for the end of the pause the server asked for (HTTP 429)"

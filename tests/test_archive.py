@@ -272,8 +272,13 @@ def test_a_dead_listing_fails_its_symbol_only(bhds_env, fake_binance, data_root,
 
 def test_unknown_symbol_is_warned_about(bhds_env, fake_binance, data_root, capsys):
     code, out, err = run(capsys, "aws_kline", "download", "spot", "1m", "BTCUSDT", "NOSUCH")
-    assert code == 0, err  # an unknown symbol lists nothing: warned about, not a failure
-    assert "nothing is listed under data/spot/daily/klines/NOSUCH/1m/" in err
+    assert code == 2, err  # a symbol the archive does not list is a typo: the closest names, exit 2
+    assert "bhds: error: symbol 'NOSUCH' not listed in the archive under " in err
+    assert (aws_root(data_root) / "data/spot/daily/klines/BTCUSDT/1m").is_dir()  # the others were downloaded
+    # Listed, but not in that interval: only a warning.
+    code, out, err = run(capsys, "aws_kline", "download", "spot", "3m", "BTCUSDT")
+    assert code == 0, err
+    assert "nothing is listed under data/spot/daily/klines/BTCUSDT/3m/" in err
     assert summary_value(out, "empty_dirs") == "1"
 
 

@@ -229,8 +229,9 @@ def test_single_symbol_resample(tmp_path: Path, layout: Layout) -> None:
     assert summary.files == 3
     for offset in ("0m", "20m", "40m"):
         assert [p.name for p in list_files(layout.resampled_dir(SPOT, "1h", offset), ".pqt")] == ["BTCUSDT.pqt"]
-    with pytest.raises(InputError, match="no 1m results for NOPE"):
+    with pytest.raises(InputError, match="'NOPE' not listed in the 1m results") as refused:  # a typo: exit 2
         generate.resample(settings_for(tmp_path), trade_type=SPOT, symbol="NOPE", resample_interval="1h", base_offset="20m")
+    assert refused.value.exit_code == 2
 
 
 def test_a_nan_minute_does_not_blank_its_window_high_and_low(tmp_path: Path, layout: Layout) -> None:

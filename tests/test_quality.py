@@ -267,8 +267,9 @@ def test_table_and_csv(store: Layout, capsys: pytest.CaptureFixture) -> None:
                                 "3/7", "2", "-", lines[3].split()[-1]]
     assert lines[-1].startswith("quality report: files=5 rows=") and lines[-1].endswith("s")  # the summary line stays last
 
-    code, out, _ = cli(["quality", "report", "spot", "1m", "--format", "csv"], capsys)
-    rows = list(csv.DictReader(io.StringIO("\n".join(out.splitlines()[:-1]))))
+    code, out, err = cli(["quality", "report", "spot", "1m", "--format", "csv"], capsys)
+    rows = list(csv.DictReader(io.StringIO(out)))  # stdout holds the data only: the summary line is on stderr
+    assert err.splitlines()[-1].startswith("quality report: files=")
     assert [r["symbol"] for r in rows] == ["CCCUSDT", "AAAUSDT", "BBBUSDT"]
     a = rows[1]
     assert (a["completeness_pct"], a["days_missing"], a["zero_volume_longest_run"], a["ohlc_violation_rows"], a["segments"],
@@ -319,10 +320,10 @@ def test_unreadable_partition_is_a_failure_not_a_crash(store: Layout, capsys: py
     code, out, err = cli(["quality", "report", "spot", "1m", "--format", "json"], capsys)
     assert code == 3
     assert f"bhds: failed: BBBUSDT: cannot read {bad}" in err
-    records = by_symbol(json.loads("\n".join(out.splitlines()[:-1])))
+    records = by_symbol(json.loads(out))
     assert records["BBBUSDT"]["errors"] and records["BBBUSDT"]["completeness_pct"] == 0.0
     assert records["AAAUSDT"]["completeness_pct"] == 84.82
-    assert next(iter(json.loads("\n".join(out.splitlines()[:-1]))["symbols"]))["symbol"] == "BBBUSDT"  # errors first
+    assert next(iter(json.loads(out)["symbols"]))["symbol"] == "BBBUSDT"  # errors first
 
 
 # ---- cache ----
@@ -383,7 +384,8 @@ def test_plot_without_matplotlib_is_one_clear_line(store: Layout, tmp_path: Path
     code, out, err = cli(["quality", "report", "spot", "1m", "--plot", str(tmp_path / "x.png")], capsys)
     assert code == 1
     assert err.strip() == "bhds: error: --plot needs matplotlib: install the plot extra: pip install 'bhds[plot]'"
-    assert out == "" and not (tmp_path / "x.png").exists()
+    assert out.startswith("quality report: ") and "stopped=error" in out  # a failed command still ends with its summary
+    assert not (tmp_path / "x.png").exists()
 
 
 # ---- state DB and funding ----
@@ -535,7 +537,7 @@ def test_a_partition_of_the_wrong_type_keeps_its_symbol_in_the_report(store: Lay
     png = tmp_path / "q.png"
     code, out, err = cli(["quality", "report", "spot", "1m", "--format", "json", "--plot", str(png)], capsys)
     assert code == 3 and f"bhds: failed: BBBUSDT: cannot read {path}" in err
-    records = by_symbol(json.loads("\n".join(out.splitlines()[:-1])))
+    records = by_symbol(json.loads(out))
     assert set(records) == {"AAAUSDT", "BBBUSDT", "CCCUSDT"} and records["BBBUSDT"]["errors"]
     assert png.stat().st_size > 10_000
 

@@ -24,7 +24,9 @@ from bhds.net import DEFAULT_POLICY, RetryableHTTPError, RetryPolicy, retry_afte
 
 log = logging.getLogger("bhds.api.client")
 
-REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=15)
+# A REST answer is small: besides the session's silence timeouts (BHDS_HTTP_TIMEOUT), the whole
+# answer gets at most this long (or the silence timeout, if that is longer).
+REQUEST_TOTAL_S = 30.0
 # A 429 answered this many times in a row for one request means our pacing is not working:
 # give the item up (reported) rather than walk into a ban.
 MAX_429_IN_A_ROW = 6
@@ -191,13 +193,18 @@ class BinanceClient:
             self.funding_limiter.stop(reason)
         return reason
 
+    def _timeout(self) -> aiohttp.ClientTimeout:
+        silence = self.session.timeout
+        return aiohttp.ClientTimeout(total=max(REQUEST_TOTAL_S, silence.sock_read or 0), sock_connect=silence.sock_connect,
+                                     sock_read=silence.sock_read)
+
     async def _send_with_retries(self, url: str, params: dict[str, Any], weight: int, funding: bool) -> tuple[int, Any, bytes]:
         async def attempt() -> tuple[int, Any, bytes]:
             if funding and self.funding_limiter is not None:
                 await self.funding_limiter.acquire(1)
             ticket = await self.limiter.acquire(weight)
             self.counters.requests += 1
-            async with self.session.get(url, params=params, timeout=REQUEST_TIMEOUT) as resp:
+            async with self.session.get(url, params=params, timeout=self._timeout()) as resp:
                 body = await resp.read()
                 self.limiter.observe(ticket, used_weight(resp.headers, self.limiter.budget))
                 # 408: the futures gateway timed out waiting for its backend (-1007), as transient as a 5xx.
@@ -206,8 +213,6 @@ class BinanceClient:
                 return resp.status, resp.headers, body
 
         def before_sleep(state: Any) -> None:
-            self.counters.retried += 1
-            exc = state.outcome.exception() if state.outcome else None
-            log.debug("retrying %s after %s", url, exc)
+            self.counters.retried += 1  # bhds.net logs the retry
 
-        return await with_retries(attempt, self.policy, sleep=self.sleep, before_sleep=before_sleep)
+        return await with_retries(attempt, self.policy, sleep=self.sleep, before_sleep=before_sleep, what=url)

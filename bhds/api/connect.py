@@ -75,8 +75,8 @@ class MarketSession:
         return self.client.limiter
 
 
-def _limiter(budget: Budget, options: ApiOptions, **fractions: float) -> RateLimiter:
-    return RateLimiter(budget, clock=options.clock, wall=options.wall, sleep=options.sleep, **fractions)
+def _limiter(budget: Budget, options: ApiOptions, name: str, **fractions: float) -> RateLimiter:
+    return RateLimiter(budget, clock=options.clock, wall=options.wall, sleep=options.sleep, name=name, **fractions)
 
 
 @contextlib.asynccontextmanager
@@ -90,12 +90,12 @@ async def open_market(settings: Settings, trade_type: TradeType, layout: Layout,
     options = options or ApiOptions()
     market = market_for(settings, trade_type)
     workers = max(1, options.workers or min(settings.concurrency, DEFAULT_WORKERS))
-    limiter = _limiter(options.budget or market.budget, options)
+    limiter = _limiter(options.budget or market.budget, options, f"{market.trade_type.value} API")
     funding_limiter = None
     if market.has_funding_bucket:
         # Half the bucket may go at once, the rest refills over the window: short runs are
         # instant, long ones never pass 95% of the 5-minute limit.
-        funding_limiter = _limiter(options.funding_budget or UM_FUNDING_BUDGET, options,
+        funding_limiter = _limiter(options.funding_budget or UM_FUNDING_BUDGET, options, f"{market.trade_type.value} funding API",
                                    sustained=0.475, burst=0.475, ceiling=0.99)
     async with make_session(settings, connections=workers) as session:
         client = BinanceClient(session, market, limiter, funding_limiter=funding_limiter, sleep=options.sleep)

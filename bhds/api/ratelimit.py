@@ -17,6 +17,7 @@ Clock and sleep are injected so tests run windows of simulated minutes in millis
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -30,6 +31,10 @@ _MIN_PACE = 0.2
 # Float noise in the refill must not turn into endless micro-sleeps.
 _EPSILON = 1e-6
 _MIN_SLEEP = 0.001
+# Waits longer than this are logged at INFO, so a long pause never looks like a hang.
+LOGGED_WAIT_S = 2.0
+
+log = logging.getLogger("bhds.api")
 
 
 @dataclass(frozen=True)
@@ -74,7 +79,9 @@ class RateLimiter:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        name: str = "",
     ) -> None:
+        self.name = name or "requests"  # for the log, e.g. "um_futures klines"
         self._fractions = (sustained, burst, ceiling)
         self._clock, self._wall, self._sleep = clock, wall, sleep
         self._apply(budget)
@@ -127,23 +134,30 @@ class RateLimiter:
                     raise self._stopped
                 now = self._clock()
                 if now < self._pause_until:
-                    await self._sleep(self._pause_until - now)
+                    await self._wait(self._pause_until - now, "the end of the pause the server asked for (HTTP 429)")
                     continue
                 self._roll()
                 if self._window_used + weight > self._ceiling:
-                    await self._sleep(self._until_next_window())
+                    await self._wait(self._until_next_window(), f"the next {self.budget.window_s:g}s weight window "
+                                     f"({self._window_used:.0f} of {self.budget.limit} weight used)")
                     continue
                 self._tokens = min(self._capacity, self._tokens + (now - self._refilled_at) * self._rate)
                 self._refilled_at = now
                 # A request heavier than the whole bucket goes when the bucket is full.
                 need = min(float(weight), self._capacity)
                 if self._tokens < need - _EPSILON:
-                    await self._sleep(max(_MIN_SLEEP, (need - self._tokens) / self._rate))
+                    await self._wait(max(_MIN_SLEEP, (need - self._tokens) / self._rate),
+                                     f"the pace of {self.pace:.0f} weight per {self.budget.window_s:g}s")
                     continue
                 self._tokens -= weight
                 self._window_used += weight
                 self.requests += 1
                 return Ticket(weight, self._window)
+
+    async def _wait(self, seconds: float, why: str) -> None:
+        if seconds > LOGGED_WAIT_S:
+            log.info("%s: waiting %.1fs for %s", self.name, seconds, why)
+        await self._sleep(seconds)
 
     def observe(self, ticket: Ticket, used: int | None) -> None:
         """Re-sync with the weight the server says this window has used (None: header absent)."""

@@ -15,6 +15,7 @@ from pathlib import Path
 import aiohttp
 
 from bhds.archive.http import IncompleteBody, check_status, with_archive_retries
+from bhds.errors import disk_full, is_disk_full
 from bhds.net import DEFAULT_POLICY, RetryPolicy
 
 # Bytes handed over per read: big enough for few Python round trips, small enough for flat memory.
@@ -49,10 +50,12 @@ async def fetch_to(session: aiohttp.ClientSession, url: str, part: Path, *, expe
         return Fetched(part, size, digest.hexdigest())
 
     try:
-        return await with_archive_retries(attempt, policy)
-    except BaseException:
+        return await with_archive_retries(attempt, policy, what=url)
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             part.unlink()
+        if is_disk_full(exc):
+            raise disk_full(part, exc) from exc
         raise
 
 
@@ -69,4 +72,4 @@ async def fetch_body(session: aiohttp.ClientSession, url: str, *, expected_size:
             raise IncompleteBody(f"{url}: got {len(body)} bytes, the listing says {expected_size}")
         return body
 
-    return await with_archive_retries(attempt, policy)
+    return await with_archive_retries(attempt, policy, what=url)

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import aiohttp
 
-from bhds.net import TRANSIENT_ERRORS, RetryableHTTPError, RetryPolicy, retry_after_seconds, with_retries
+from bhds.net import TRANSIENT_ERRORS, RetryableHTTPError, RetryPolicy, describe_failure, retry_after_seconds, with_retries
 
 T = TypeVar("T")
+log = logging.getLogger("bhds.net")
 
 # Answers retried besides 5xx: S3's transient AccessDenied, timeouts and throttling.
 RETRYABLE_STATUSES = frozenset({403, 408, 429})
@@ -67,7 +69,7 @@ def describe(exc: BaseException) -> str:
 
 
 async def with_archive_retries(attempt: Callable[[], Awaitable[T]], policy: RetryPolicy,
-                               retry_on: tuple[type[BaseException], ...] = RETRY_ON) -> T:
+                               retry_on: tuple[type[BaseException], ...] = RETRY_ON, *, what: str = "") -> T:
     """`attempt()` once directly, then, if it failed transiently, under the shared retry policy.
 
     Setting up tenacity costs more CPU than fetching a small zip over a fast link, and almost
@@ -80,6 +82,10 @@ async def with_archive_retries(attempt: Callable[[], Awaitable[T]], policy: Retr
         if policy.attempts <= 1:
             raise
         retry_after = exc.retry_after if isinstance(exc, RetryableHTTPError) else None
-        await asyncio.sleep(min(retry_after, policy.max_total) if retry_after is not None else policy.initial_wait)
+        wait = min(retry_after, policy.max_total) if retry_after is not None else policy.initial_wait
+        log.info("%s: %s; asking again in %.1fs (try 2 of at most %d)", what or getattr(exc, "url", "a request"),
+                 describe_failure(exc), wait, policy.attempts)
+        silent = int(isinstance(exc, asyncio.TimeoutError))
+        await asyncio.sleep(wait)
     rest = dataclasses.replace(policy, attempts=policy.attempts - 1, max_total=max(0.0, policy.max_total - policy.initial_wait))
-    return await with_retries(attempt, rest, retry_on=retry_on)
+    return await with_retries(attempt, rest, retry_on=retry_on, what=what, silent_so_far=silent, tries_before=1)

@@ -139,7 +139,7 @@ async def fetch_page(session: aiohttp.ClientSession, url: URL, policy: RetryPoli
             body = await response.read()
         return parse_page(body)
 
-    return await with_archive_retries(attempt, policy or DEFAULT_POLICY, retry_on=RETRY_ON + (BadListing,))
+    return await with_archive_retries(attempt, policy or DEFAULT_POLICY, retry_on=RETRY_ON + (BadListing,), what=f"listing {url}")
 
 
 async def list_prefix(session: aiohttp.ClientSession, base_url: str, prefix: str,

@@ -32,6 +32,7 @@ from bhds.archive.listing import ArchiveFile, list_prefix
 from bhds.archive.manifest import Manifest, Record
 from bhds.archive.markers import MarkerWriter
 from bhds.archive.plan import ADOPT, CHECK, SKIP, Unit, plan_directory, scan_dir
+from bhds.errors import DiskFull, disk_full, is_disk_full
 from bhds.net import DEFAULT_POLICY, RetryPolicy
 from bhds.paths import Layout, checksum_path, key_url, part_path
 from bhds.progress import bar
@@ -149,7 +150,11 @@ class Mirror:
                     await self._fetch_pair(unit.main, unit.checksum)
                 else:
                     await self._fetch_single(unit.main)
+            except DiskFull:
+                raise  # every further file would fail the same way: stop the run, say so once
             except Exception as exc:  # noqa: BLE001 - isolate the item, keep the run going
+                if is_disk_full(exc):
+                    raise disk_full(self.layout.aws_root, exc) from exc
                 log.debug("unexpected error on %s", unit.main.key, exc_info=True)
                 self.report.failures.append(f"{unit.main.key}: {type(exc).__name__}: {describe(exc)}")
             finally:

@@ -2,25 +2,34 @@
 
 This is the one place that turns a BhdsError into `bhds: error: ...` and an exit code:
 0 done; 1 the command failed; 2 bad usage or input; 3 finished but some items failed;
-75 another bhds process holds the stage's lock; 130 interrupted.
+75 another bhds process holds the stage's lock; 130 interrupted (Ctrl-C); 143 terminated (SIGTERM).
+Every command that got past its arguments ends with its summary line, also when it failed (exit 1, 3,
+75, 130, 143); bad usage (exit 2) is the one error line alone.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+import os
+import signal
 import sys
 import time
 import traceback
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from bhds.cli.options import OrderedGroup
 from bhds.cli.runrecord import note_summary, recorded
 
+if TYPE_CHECKING:
+    from bhds.types import RunSummary
+
+EXIT_USAGE = 2
 EXIT_PARTIAL = 3
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 128 + signal.SIGTERM  # 143, what a shell reports for a process killed by SIGTERM
 MAX_FAILURES_SHOWN = 30
 
 log = logging.getLogger("bhds")
@@ -33,14 +42,63 @@ class RunFailed(Exception):
         self.code = code
 
 
-def dispatch(target: str, **kwargs: Any) -> None:
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the main thread is, so that it unwinds exactly like Ctrl-C.
+
+    A KeyboardInterrupt subclass because asyncio, the process pool and every `finally` already
+    treat that one as "stop now and clean up"; any other exception raised inside an event loop
+    callback would be logged and swallowed.
+    """
+
+
+# The summary line of the running command, printed after the error line when the command stops
+# early: (line, stream is stderr).
+_unfinished: tuple[str, bool] | None = None
+
+
+def dispatch(target: str, *, emits_data: bool = False, **kwargs: Any) -> None:
     """Resolve settings, call `module:function(settings, **kwargs)`, print its summary line.
 
     Network flags (--http-proxy, --concurrency) become settings, so workflows see one object.
+
+    Stdout is for data: a command that writes machine-readable output to stdout in this run (JSON,
+    CSV, ...) passes `emits_data=True`, and its summary line, like every log, goes to stderr, so
+    `bhds ... --format json | jq` reads only the data. Otherwise the summary line is on stdout.
+    A workflow that fails or is interrupted half-way still gets its summary line (after the error).
     """
+    from bhds.types import CREATED, RunSummary
+
+    global _unfinished
+    ctx = click.get_current_context()
+    started = time.monotonic()
+    CREATED.clear()
+    try:
+        summary = _run(ctx, target, kwargs)
+    except BaseException as exc:
+        if getattr(exc, "exit_code", None) != EXIT_USAGE:  # bad usage is one line, nothing ran
+            # The workflow's own summary when it had made one (what got done before the stop).
+            partial = CREATED[0] if CREATED else RunSummary(" ".join(ctx.command_path.split()[1:]))
+            partial.seconds = time.monotonic() - started
+            partial.notes["stopped"] = _stop_reason(exc)
+            if partial.notes["stopped"] == "error":
+                partial.failed += 1  # the error itself
+            note_summary(partial)
+            _unfinished = (partial.line(), emits_data)
+        raise
+    summary.seconds = time.monotonic() - started
+    note_summary(summary)  # for this run's line in .bhds/runs.jsonl
+    for failure in summary.failures[:MAX_FAILURES_SHOWN]:
+        click.echo(f"bhds: failed: {failure}", err=True)
+    if len(summary.failures) > MAX_FAILURES_SHOWN:
+        click.echo(f"bhds: failed: ... and {len(summary.failures) - MAX_FAILURES_SHOWN} more", err=True)
+    click.echo(summary.line(), err=emits_data)
+    if summary.failed:
+        raise RunFailed(EXIT_PARTIAL)
+
+
+def _run(ctx: click.Context, target: str, kwargs: dict[str, Any]) -> RunSummary:
     from bhds.settings import check_proxy, load_settings
 
-    ctx = click.get_current_context()
     settings = load_settings(debug=bool(ctx.find_root().params.get("debug")))
     proxy = kwargs.pop("http_proxy", None)
     concurrency = kwargs.pop("concurrency", None)
@@ -51,17 +109,15 @@ def dispatch(target: str, **kwargs: Any) -> None:
     setup_logging(settings.debug)
     module_name, func_name = target.split(":")
     func = getattr(importlib.import_module(f"bhds.workflows.{module_name}"), func_name)
-    started = time.monotonic()
-    summary = func(settings, **kwargs)
-    summary.seconds = time.monotonic() - started
-    note_summary(summary)  # for this run's line in .bhds/runs.jsonl
-    for failure in summary.failures[:MAX_FAILURES_SHOWN]:
-        click.echo(f"bhds: failed: {failure}", err=True)
-    if len(summary.failures) > MAX_FAILURES_SHOWN:
-        click.echo(f"bhds: failed: ... and {len(summary.failures) - MAX_FAILURES_SHOWN} more", err=True)
-    click.echo(summary.line())
-    if summary.failed:
-        raise RunFailed(EXIT_PARTIAL)
+    return func(settings, **kwargs)
+
+
+def _stop_reason(exc: BaseException) -> str:
+    if isinstance(exc, Terminated):
+        return "terminated"
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    return "error"
 
 
 @click.group(cls=OrderedGroup, context_settings={"help_option_names": ["--help"]})
@@ -112,14 +168,19 @@ def _debug_requested(argv: list[str]) -> bool:
 @recorded  # appends this run to .bhds/runs.jsonl whatever way it ends
 def main(argv: list[str] | None = None) -> None:
     """Entry point of `python bhds.py`, `python -m bhds` and the `bhds` console script."""
-    from bhds.errors import BhdsError
+    from bhds.errors import BhdsError, find_disk_full
 
+    global _unfinished
+    _unfinished = None
     args = sys.argv[1:] if argv is None else argv
+    restore = _report_sigterm()
     try:
         cli.main(args=args, prog_name=_prog_name(), standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("bhds: interrupted", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+    except (click.exceptions.Abort, KeyboardInterrupt) as exc:
+        # Click turns a KeyboardInterrupt (and so Terminated) into Abort, keeping it as the cause.
+        if isinstance(exc, Terminated) or isinstance(exc.__cause__, Terminated):
+            _exit(EXIT_TERMINATED, "bhds: terminated (SIGTERM); run the same command again to finish the job")
+        _exit(EXIT_INTERRUPTED, "bhds: interrupted; run the same command again to finish the job")
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
@@ -127,27 +188,55 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except RunFailed as exc:
         sys.exit(exc.code)
-    except KeyboardInterrupt:
-        click.echo("bhds: interrupted; run the same command again to finish the job", err=True)
-        sys.exit(EXIT_INTERRUPTED)
     except BhdsError as exc:
         if _debug_requested(args):
             traceback.print_exc()
-        click.echo(f"bhds: error: {exc.message}", err=True)
-        sys.exit(exc.exit_code)
+        _exit(exc.exit_code, f"bhds: error: {exc.message}")
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, no traceback
         if _debug_requested(args):
             traceback.print_exc()
-        click.echo(
-            f"bhds: error: unexpected {type(exc).__name__}: {exc} (this is a bug; run again with --debug for the traceback)",
-            err=True,
-        )
-        sys.exit(1)
+        full = find_disk_full(exc)  # wherever it struck (a lock file, a library's own write...)
+        if full is not None:
+            _exit(full.exit_code, f"bhds: error: {full.message}")
+        _exit(1, f"bhds: error: unexpected {type(exc).__name__}: {exc} (this is a bug; run again with --debug for the traceback)")
+    finally:
+        restore()
     sys.exit(0)
 
 
-def _prog_name() -> str:
-    import os
+def _exit(code: int, message: str) -> None:
+    """The one error line on stderr, then the stopped command's summary line, then exit."""
+    click.echo(message, err=True)
+    if _unfinished is not None:
+        line, to_stderr = _unfinished
+        click.echo(line, err=to_stderr)
+    sys.exit(code)
 
+
+def _report_sigterm():  # noqa: ANN202 - returns the undo function
+    """Make SIGTERM stop the command like Ctrl-C (clean-up, one line, exit 143); return the undo.
+
+    Only in the process that installed it: a worker process that inherited the handler dies of
+    SIGTERM as usual, so the pool can stop it.
+    """
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return lambda: None  # someone embedding bhds has their own plans for SIGTERM
+    owner = os.getpid()
+
+    def handler(signum: int, frame: object) -> None:
+        if os.getpid() != owner:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        raise Terminated()
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave SIGTERM alone
+        return lambda: None
+    return lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _prog_name() -> str:
     name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "bhds"
     return "bhds" if name in ("__main__.py", "-c", "") else name

@@ -36,5 +36,5 @@ def report(trade_type: str, time_interval: str, symbols: tuple[str, ...], output
     """Per symbol: days in the archive, from the API, missing and partial; completeness; duplicates; OHLC
     violations; zero-volume runs; split segments; funding coverage; last archive update. Worst first."""
     dispatch("quality:report", trade_type=TradeType(trade_type), time_interval=time_interval, symbols=list(symbols),
-             output_format=output_format, fail_under=fail_under, plot=plot, output=output, deep=deep,
+             emits_data=output is None and output_format != "table", output_format=output_format, fail_under=fail_under, plot=plot, output=output, deep=deep,
              write=click.echo)

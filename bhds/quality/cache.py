@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 from bhds import storage
@@ -61,11 +62,22 @@ class PieceCache:
         """Write the cache atomically; a read-only store only loses the speed-up."""
         if not self.changed:
             return
+        if not _writable(self.path):
+            log.debug("the store is read-only: the quality cache %s is not saved", self.path)
+            return
         body = json.dumps({"format": FORMAT, "scope": self.scope, "symbols": self.symbols}, separators=(",", ":"))
         try:
             storage.write_bytes(body.encode(), self.path)
         except DataError as exc:
             log.warning("could not save the quality cache (%s); the next report reads every file again", exc)
+
+
+def _writable(path: Path) -> bool:
+    """Whether the cache file could be written: its nearest existing folder is writable."""
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return os.access(folder, os.W_OK)
 
 
 def _well_formed(entry: object) -> bool:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -86,12 +87,11 @@ def read_facts(db_path: Path, trade_type: TradeType, interval: str, symbols: lis
         return facts
     wanted = set(symbols)
     try:
-        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)
+        conn, tables = _open_readonly(db_path)
     except sqlite3.Error as exc:
         log.debug("state DB %s not readable: %s", db_path, exc)
         return facts
     try:
-        tables = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
         for table in tables:
             try:
                 columns = [row[1] for row in conn.execute(f"PRAGMA table_info({_quote(table)})")]
@@ -104,6 +104,23 @@ def read_facts(db_path: Path, trade_type: TradeType, interval: str, symbols: lis
     finally:
         conn.close()
     return facts
+
+
+def _open_readonly(db_path: Path) -> tuple[sqlite3.Connection, list[str]]:
+    """The database opened read-only, and its tables. On a read-only file system SQLite cannot
+    create the WAL's shared-memory file that `mode=ro` needs: nobody can be writing there, so the
+    file is opened as immutable instead."""
+    last: sqlite3.Error | None = None
+    for query in ("mode=ro", "mode=ro&immutable=1"):
+        conn = sqlite3.connect(f"file:{db_path}?{query}", uri=True, timeout=5)
+        try:
+            return conn, [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        except sqlite3.Error as exc:
+            conn.close()
+            last = exc
+            if os.access(db_path.parent, os.W_OK):
+                break  # a writable directory: the problem is the file itself
+    raise last
 
 
 def _scope(columns: list[str], trade_type: TradeType, interval: str) -> tuple[str, list[str]]:

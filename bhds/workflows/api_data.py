@@ -35,6 +35,7 @@ from bhds.schema import PARSED_FUNDING_SCHEMA
 from bhds.settings import Settings
 from bhds.state import connect
 from bhds.storage import stage_lock, sweep_temp_files, write_table
+from bhds.symbols import check_listed, listed_locally, unknown_symbols
 from bhds.types import Interval, RunSummary, TradeType, parse_interval
 
 log = logging.getLogger("bhds.workflows.api_data")
@@ -221,10 +222,25 @@ async def _fill(settings: Settings, layout: Layout, trade_type: TradeType, inter
             if outcome.stopped is not None and outcome.stopped.status in (403, 451):
                 raise NetworkError(str(outcome.stopped))
             _apply_outcome(summary, outcome, len(jobs), ms, invalid_is_failure=invalid_is_failure)
+            if invalid_is_failure and outcome.invalid:
+                _refuse_unknown(layout, trade_type, outcome.invalid)
             if "contract_sizes" in ms.notes:
                 summary.notes["contract_sizes"] = ms.notes["contract_sizes"]
     except MarketStopped as exc:
         _stopped_before_start(exc, summary, sum(len(v) for v in (*holes.values(), *tails.values())))
+
+
+def _refuse_unknown(layout: Layout, trade_type: TradeType, invalid: dict[str, str]) -> None:
+    """Symbols named on the command line that Binance's API does not know (-1121) and no local store
+    has either are typos: exit 2 with the closest local names. A local one (delisted since) stays a
+    failed item."""
+    known = listed_locally(layout.aws_kline_symbols_dir(trade_type), layout.parsed_kline_symbols_dir(trade_type),
+                           layout.api_kline_symbols_dir(trade_type))
+    if trade_type.is_futures:
+        known |= listed_locally(layout.aws_funding_symbols_dir(trade_type))
+    typos = sorted(set(invalid) - known)
+    if typos:
+        raise unknown_symbols(typos, known, f"unknown to Binance's {trade_type.value} API ({invalid[typos[0]]})", "")
 
 
 def _finished_only(days_of: dict[str, list[date]], interval: Interval, now: datetime) -> tuple[dict[str, list[date]], int]:
@@ -283,6 +299,10 @@ def _missing(settings: Settings, command: str, trade_type: TradeType, time_inter
              overwrite: bool, api: ApiOptions | None) -> RunSummary:
     def body(layout: Layout, tt: TradeType, interval: Interval, ledger: EmptyDayLedger, summary: RunSummary) -> None:
         names = symbols
+        if names is not None:
+            where = layout.aws_kline_symbols_dir(tt)
+            check_listed(names, listed_locally(where, layout.parsed_kline_symbols_dir(tt), layout.api_kline_symbols_dir(tt)),
+                         f"in the local archive {where}", "if it is new, run aws_kline download, verify and parse first")
         if names is None:
             root = layout.aws_kline_symbols_dir(tt)
             names = [s for s in list_subdirs(root) if (root / s / interval.text).is_dir()]
@@ -416,6 +436,8 @@ async def _funding(settings: Settings, layout: Layout, trade_type: TradeType, sy
         return
     if empty:
         log.info("no funding rates for %s", ", ".join(empty))
+    if invalid and invalid_is_failure:
+        _refuse_unknown(layout, trade_type, invalid)
     for symbol, msg in sorted(invalid.items()):
         if invalid_is_failure:
             summary.fail(f"{symbol}: Binance does not know this symbol ({msg})")

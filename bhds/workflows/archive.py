@@ -27,7 +27,7 @@ from bhds.errors import NetworkError
 from bhds.paths import Layout
 from bhds.settings import Settings
 from bhds.storage import stage_locks
-from bhds.symbols import Selection, select_cm, select_spot, select_um
+from bhds.symbols import Selection, check_downloaded, check_listed, select_cm, select_spot, select_um
 from bhds.types import ContractType, RunSummary, TradeType, parse_interval
 
 if TYPE_CHECKING:
@@ -79,19 +79,13 @@ Selector = Callable[[list[str]], Selection]
 async def _download_async(settings: Settings, layout: Layout, manifest: Manifest, *, summary: RunSummary,
                           symbols: list[str] | None, symbols_prefix: str, selector: Selector | None,
                           file_prefixes: Callable[[str], list[str]], markers: bool) -> MirrorReport:
-    from bhds.archive.listing import list_prefix
     from bhds.archive.mirror import Mirror
     from bhds.net import make_session
 
     async with make_session(settings) as session:
+        named = symbols is not None
         if symbols is None:
-            try:
-                listing = await list_prefix(session, settings.aws_url, symbols_prefix, _policy())
-            except Exception as exc:  # noqa: BLE001 - nothing can be done without the symbol list
-                raise NetworkError(
-                    f"cannot list {symbols_prefix} at {settings.aws_url} ({exc}): check the network, --http-proxy "
-                    "or BHDS_AWS_URL, and run the command again") from exc
-            names = listing.names
+            names = await _list_symbols(session, settings, symbols_prefix)
             selection = selector(names) if selector else Selection(kept=names)
             summary.notes["symbols"] = len(selection.kept)
             if selection.unparsed:
@@ -108,7 +102,28 @@ async def _download_async(settings: Settings, layout: Layout, manifest: Manifest
         with ThreadPoolExecutor(max_workers=max(1, settings.n_jobs), thread_name_prefix="bhds-ziptest") as executor:
             mirror = Mirror(session, base_url=settings.aws_url, layout=layout, manifest=manifest, executor=executor,
                             concurrency=settings.concurrency, markers=markers, policy=_policy())
-            return await mirror.run(prefixes)
+            report = await mirror.run(prefixes)
+        if named and report.empty:
+            # A named symbol with nothing listed may be a typo (or lowercase): if the archive does
+            # not list it at all, that is exit 2 with the closest names. Asked only then, so a
+            # normal run costs no extra listing.
+            empty = set(report.empty)
+            nothing = [s for s in symbols if all(prefix in empty for prefix in file_prefixes(s))]
+            if nothing:
+                listed = await _list_symbols(session, settings, symbols_prefix)
+                check_listed(nothing, listed, f"in the archive under {settings.aws_url.rstrip('/')}/{symbols_prefix}", "")
+        return report
+
+
+async def _list_symbols(session: object, settings: Settings, symbols_prefix: str) -> list[str]:
+    from bhds.archive.listing import list_prefix
+
+    try:
+        return (await list_prefix(session, settings.aws_url, symbols_prefix, _policy())).names
+    except Exception as exc:  # noqa: BLE001 - nothing can be done without the symbol list
+        raise NetworkError(
+            f"cannot list {symbols_prefix} at {settings.aws_url} ({exc}): check the network, --http-proxy "
+            "or BHDS_AWS_URL, and run the command again") from exc
 
 
 def _download(settings: Settings, command: str, trade_type: TradeType, *, dataset: str, intervals: Iterable[str] = (),
@@ -337,6 +352,7 @@ def kline_verify(settings: Settings, *, trade_type, time_interval, symbols) -> R
     tt = TradeType(trade_type)
     interval = _archive_interval(time_interval)
     layout = Layout(settings.data_dir)
+    check_downloaded(symbols, layout.aws_kline_symbols_dir(tt), "aws_kline download")
     dirs = [(paths.kline_files_prefix(tt, s, interval), layout.aws_kline_dir(tt, s, interval)) for s in dict.fromkeys(symbols)]
     return _verify(settings, "aws_kline verify", tt, dirs, paths.KLINES, [interval])
 
@@ -361,6 +377,7 @@ def kline_verify_type_all(settings: Settings, *, trade_type, time_intervals) -> 
 def funding_verify(settings: Settings, *, trade_type, symbols) -> RunSummary:
     tt = TradeType(trade_type)
     layout = Layout(settings.data_dir)
+    check_downloaded(symbols, layout.aws_funding_symbols_dir(tt), "aws_funding download")
     dirs = [(paths.funding_files_prefix(tt, s), layout.aws_funding_dir(tt, s)) for s in dict.fromkeys(symbols)]
     return _verify(settings, "aws_funding verify", tt, dirs, paths.FUNDING)
 

@@ -27,6 +27,7 @@ from bhds.parallel import imap_isolated
 from bhds.paths import KLINES, PARQUET_SUFFIX, Layout, list_files, list_subdirs, lock_name, parquet_in, resampled_file_in, staging_dir
 from bhds.progress import bar
 from bhds.settings import Settings
+from bhds.symbols import check_listed, listed_locally
 from bhds.types import RunSummary, TradeType, parse_interval
 
 log = logging.getLogger("bhds.generate")
@@ -157,6 +158,8 @@ def kline(settings: Settings, *, trade_type, time_interval, symbol, split_gaps, 
     trade_type = TradeType(trade_type)
     time_interval = _check_kline_args(time_interval, min_days, min_price_chg)
     layout = Layout(settings.data_dir)
+    check_listed([symbol], listed_locally(layout.parsed_kline_symbols_dir(trade_type), layout.api_kline_symbols_dir(trade_type)),
+                 f"in the parsed or API klines under {layout.root}", "if it is new, run aws_kline download, verify and parse first")
     summary = RunSummary("generate kline")
     target = layout.results_kline_dir(trade_type, time_interval)
     log.info("Generate merged and split kline data for %s %s %s", symbol, trade_type.value, time_interval)
@@ -219,8 +222,11 @@ def resample(settings: Settings, *, trade_type, symbol, resample_interval, base_
     trade_type = TradeType(trade_type)
     plan = plan_resample(resample_interval, base_offset)
     layout = Layout(settings.data_dir)
-    summary = RunSummary("generate resample")
     source = layout.results_kline_file(trade_type, RESAMPLE_SOURCE_INTERVAL, symbol)
+    generated = [p.name[: -len(PARQUET_SUFFIX)] for p in list_files(source.parent, PARQUET_SUFFIX)]  # SP<i>_ segments too
+    check_listed([symbol], generated, f"in the 1m results {source.parent}",
+                 f"if it is new, run generate kline {trade_type.value} 1m <SYMBOL> first")
+    summary = RunSummary("generate resample")
     log.info("Resample kline %s %s %s base offset %s", trade_type.value, resample_interval, symbol, base_offset)
     target = layout.resampled_interval_dir(trade_type, resample_interval)
     with _resample_locks(settings, layout, trade_type, resample_interval):

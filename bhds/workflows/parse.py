@@ -19,6 +19,7 @@ from bhds.paths import Layout, list_subdirs
 from bhds.progress import bar
 from bhds.settings import Settings
 from bhds.storage import stage_lock, stage_locks, sweep_temp_files
+from bhds.symbols import check_downloaded
 from bhds.types import RunSummary, TradeType, parse_interval
 
 log = logging.getLogger("bhds.parse")
@@ -33,8 +34,9 @@ def kline_parse(settings: Settings, *, trade_type, time_interval, symbols, force
     """Parse the verified daily kline zips of the given symbols into monthly partitions."""
     trade_type = TradeType(trade_type)
     interval = parse_interval(time_interval, archive=True).text
-    summary = RunSummary("aws_kline parse")
     layout = Layout(settings.data_dir)
+    check_downloaded(symbols, layout.aws_kline_symbols_dir(trade_type), "aws_kline download and verify")
+    summary = RunSummary("aws_kline parse")
     with stage_lock(layout, paths.lock_name("parse", trade_type, paths.KLINES, interval), settings.lock_timeout):
         _parse_klines(settings, layout, trade_type, interval, _unique(symbols), force_update, summary)
     return summary
@@ -60,8 +62,9 @@ def kline_parse_type_all(settings: Settings, *, trade_type, time_intervals, forc
 def funding_parse(settings: Settings, *, trade_type, symbols) -> RunSummary:
     """Rebuild the funding file of each given symbol from its verified monthly zips."""
     trade_type = _funding_market(trade_type)
-    summary = RunSummary("aws_funding parse")
     layout = Layout(settings.data_dir)
+    check_downloaded(symbols, layout.aws_funding_symbols_dir(trade_type), "aws_funding download and verify")
+    summary = RunSummary("aws_funding parse")
     with stage_lock(layout, paths.lock_name("parse", trade_type, paths.FUNDING), settings.lock_timeout):
         _parse_funding(settings, layout, trade_type, _unique(symbols), summary)
     return summary

@@ -69,6 +69,7 @@ class Faults:
     ban_at_kline: int = 0  # the Nth klines request answers 418 and bans the market (0: never)
     truncate_rate: float = 0.0  # share of object bodies cut short (full Content-Length, early close)
     latency: float = 0.0  # seconds added to every request
+    silent: bool = False  # accept every request (in error_scope) and answer nothing until switched off
     weight_budget: dict[str, int] | int = field(default_factory=lambda: dict(DEFAULT_WEIGHT_BUDGET))
     weight_window: float = 60.0  # seconds; windows aligned to the clock like Binance's minute
     retry_after: int | None = None  # Retry-After sent with 429 (default: seconds to window end)
@@ -335,6 +336,8 @@ class FakeBinance:
         if f.latency > 0:
             await asyncio.sleep(f.latency)
         scope = self._scope_of(request)
+        while f.silent and self._in_scope(scope):
+            await asyncio.sleep(0.05)  # connection open, not a byte sent: the client must give up on its own
         market = self._market_of(request.path)
         attempt_key = request.path_qs
         self._attempts[attempt_key] += 1
