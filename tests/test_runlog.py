@@ -13,6 +13,7 @@ import pytest
 
 import bhds
 from bhds import runlog, storage
+from bhds import paths
 from bhds.cli import main
 from bhds.paths import Layout
 from bhds.types import TradeType
@@ -52,7 +53,7 @@ def test_every_command_appends_one_line_with_its_exit_code(tmp_path: Path, monke
     assert cli(["generate", "kline-type", "bogus", "1m"], tmp_path, monkeypatch, capsys)[0] == 2  # Click's
     storage.write_bytes(b"not parquet", layout.results_kline_file(SPOT, "1m", "XRPUSDT"))
     assert cli(["generate", "indicators-type", "spot", "1m", "--indicator", "rsi:14"], tmp_path, monkeypatch, capsys)[0] == 3
-    with storage.stage_lock(layout, "generate-kline-spot-1m"):
+    with storage.stage_lock(layout, paths.lock_name("generate", SPOT, paths.KLINES, "1m")):
         assert cli(["generate", "kline-type", "spot", "1m"], tmp_path, monkeypatch, capsys)[0] == 75
 
     def interrupted(*args: object, **kwargs: object) -> None:
