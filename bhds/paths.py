@@ -56,6 +56,17 @@ def liquidation_files_prefix(trade_type: TradeType, symbol: str) -> str:
     return f"{liquidation_symbols_prefix(trade_type)}{symbol}/"
 
 
+def dataset_symbols_prefix(trade_type: TradeType, period: str, dataset: str) -> str:
+    """`data/<market>/<daily|monthly>/<dataset>/`: one sub-directory per symbol (any archive dataset)."""
+    return f"data/{market_segment(trade_type)}/{period}/{dataset}/"
+
+
+def dataset_files_prefix(trade_type: TradeType, period: str, dataset: str, symbol: str, interval: str | None = None) -> str:
+    """The directory of one symbol's files of a dataset (with the interval folder for kline-like ones)."""
+    prefix = f"{dataset_symbols_prefix(trade_type, period, dataset)}{symbol}/"
+    return f"{prefix}{interval}/" if interval else prefix
+
+
 def key_url(base_url: str, key: str) -> str:
     """Download URL of an S3 key under the bucket URL."""
     return f"{base_url.rstrip('/')}/{key}"

@@ -191,3 +191,14 @@ def select_cm(symbols: Iterable[str], *, contract_type: ContractType) -> Selecti
             result.kept.append(name)
     return result
 
+
+
+def select_cm_pairs(symbols: Iterable[str]) -> Selection:
+    """COIN-M index names, which are pairs (`BTCUSD`): every readable one is kept."""
+    result = Selection()
+    for name in symbols:
+        if _NAME_RE.match(name) and "_" not in name and name.endswith("USD") and len(name) > 3:
+            result.kept.append(name)
+        else:
+            result.unparsed.append(name)
+    return result

@@ -32,10 +32,11 @@ class RunFailed(Exception):
         self.code = code
 
 
-def dispatch(target: str, **kwargs: Any) -> None:
+def dispatch(target: str, *, summary_to_stderr: bool = False, **kwargs: Any) -> None:
     """Resolve settings, call `module:function(settings, **kwargs)`, print its summary line.
 
     Network flags (--http-proxy, --concurrency) become settings, so workflows see one object.
+    `summary_to_stderr`: for commands whose stdout is data (`archive ls`).
     """
     from bhds.settings import check_proxy, load_settings
 
@@ -57,7 +58,7 @@ def dispatch(target: str, **kwargs: Any) -> None:
         click.echo(f"bhds: failed: {failure}", err=True)
     if len(summary.failures) > MAX_FAILURES_SHOWN:
         click.echo(f"bhds: failed: ... and {len(summary.failures) - MAX_FAILURES_SHOWN} more", err=True)
-    click.echo(summary.line())
+    click.echo(summary.line(), err=summary_to_stderr)
     if summary.failed:
         raise RunFailed(EXIT_PARTIAL)
 
@@ -70,7 +71,7 @@ def cli(debug: bool) -> None:
 
 
 def _register() -> None:
-    from bhds.cli import api_data, aws_funding, aws_kline, aws_liquidation, generate, quality
+    from bhds.cli import api_data, archive, aws_funding, aws_kline, aws_liquidation, generate, quality
 
     # The legacy root listed its groups in this order; bhds' own additions follow.
     cli.add_command(aws_funding.group, "aws_funding")
@@ -79,6 +80,7 @@ def _register() -> None:
     cli.add_command(aws_liquidation.group, "aws_liquidation")
     cli.add_command(generate.group, "generate")
     cli.add_command(quality.group, "quality")
+    cli.add_command(archive.group, "archive")
 
 
 _register()
