@@ -175,6 +175,13 @@ class Layout:
         """`parsed_data/<tt>/klines`, one sub-directory per symbol."""
         return self.root / "parsed_data" / TradeType(trade_type).value / "klines"
 
+    def parsed_dataset_dir(self, trade_type: TradeType, dataset: str, symbol: str) -> Path:
+        """`parsed_data/<tt>/<dataset>/<SYMBOL>`: monthly partitions of an archive dataset (trades, aggTrades)."""
+        return self.root / "parsed_data" / TradeType(trade_type).value / dataset / symbol
+
+    def parsed_dataset_partition(self, trade_type: TradeType, dataset: str, symbol: str, year: int, month: int) -> Path:
+        return self.parsed_dataset_dir(trade_type, dataset, symbol) / f"{year:04d}{month:02d}{PARQUET_SUFFIX}"
+
     def parsed_funding_dir(self, trade_type: TradeType) -> Path:
         return self.root / "parsed_data" / TradeType(trade_type).value / "funding"
 

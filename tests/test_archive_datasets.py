@@ -358,3 +358,95 @@ def test_bad_input_is_one_line_and_exit_2(capsys, monkeypatch, tmp_path: Path, a
     assert code == 2
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "binance_data").exists()
+
+
+# ---- parse: trades and aggTrades -------------------------------------------------------------
+
+def expected_rows(csv_lines: list[str]) -> list[tuple]:
+    """The rows of a Binance trades/aggTrades CSV as the partition must hold them, decoded here by hand."""
+    if csv_lines and not csv_lines[0][0].isdigit():
+        csv_lines = csv_lines[1:]
+    out = []
+    for line in csv_lines:
+        values = []
+        for field in line.split(","):
+            if field in ("true", "True", "false", "False"):
+                values.append(field.lower() == "true")
+            elif "." in field:
+                values.append(float(field))
+            else:
+                values.append(int(field))
+        out.append(values)
+    return out
+
+
+def partition_rows(path: Path, time_column: str) -> list[list]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    assert table.schema.field(time_column).type == pa.timestamp("us", tz="UTC")
+    table = table.set_column(table.schema.get_field_index(time_column), time_column, table[time_column].cast(pa.int64()))
+    return [list(row.values()) for row in table.to_pylist()]
+
+
+@pytest.mark.parametrize("market", list(MARKETS))
+@pytest.mark.parametrize("dataset", ["trades", "aggTrades"])
+def test_parse_streams_trades_into_monthly_partitions_equal_to_the_csv(bucket: Path, capsys, monkeypatch, market: str,
+                                                                       dataset: str) -> None:
+    import pyarrow.parquet as pq
+
+    from bhds.workflows import archive_parse
+
+    monkeypatch.setattr(archive_parse, "BLOCK_SIZE", 2048)  # several row groups from tiny files
+    symbol = sample_symbol(market, dataset)
+    code, _, err = run(capsys, "archive", "download", market, dataset, symbol, "--start", "2024-11-01")
+    assert code == 0, err
+    code, out, err = run(capsys, "archive", "parse", market, dataset)
+    assert code == 0, err
+    short = MARKETS[market]
+    time_column = "time" if dataset == "trades" else "transact_time"
+    parsed = data_dir() / "parsed_data" / market / dataset / symbol
+    assert sorted(p.name for p in parsed.iterdir()) == ["202411.pqt", "202412.pqt", "202501.pqt"]
+    sources = {"202411": [dataset_key(short, "monthly", dataset, symbol, "2024-11")],
+               "202412": [dataset_key(short, "monthly", dataset, symbol, "2024-12")],
+               "202501": [dataset_key(short, "daily", dataset, symbol, "2025-01-01")]}
+    total = 0
+    for month, keys in sources.items():
+        want = [row for key in keys for row in expected_rows(read_member(bucket, key).decode().splitlines())]
+        for row in want:  # ms before 2025 on spot and always on futures, µs after: all µs in the partition
+            idx = 4 if dataset == "trades" else 5
+            row[idx] = row[idx] if row[idx] >= 10**15 else row[idx] * 1000
+        got = partition_rows(parsed / f"{month}.pqt", time_column)
+        assert got == want, month
+        total += len(want)
+    assert pq.ParquetFile(parsed / "202412.pqt").num_row_groups > 1
+    assert f"files=3 rows={total:,} " in out
+    names = pq.read_schema(parsed / "202501.pqt").names
+    assert names[-1] == ("is_best_match" if market == "spot" else "is_buyer_maker")
+    if dataset == "trades":
+        assert names[3] == ("base_qty" if market == "cm_futures" else "quote_qty")
+
+
+def test_parse_is_incremental_and_follows_a_reupload(bucket: Path, capsys) -> None:
+    code, _, err = run(capsys, "archive", "download", "um_futures", "trades", "BTCUSDT", "--start", "2024-12-30")
+    assert code == 0, err
+    code, out, err = run(capsys, "archive", "parse", "um_futures", "trades", "BTCUSDT")
+    assert code == 0 and "files=2 " in out, err
+    code, out, _ = run(capsys, "archive", "parse", "um_futures", "trades", "BTCUSDT")
+    assert "files=0 " in out and "skipped=2" in out
+    key = dataset_key("um", "daily", "trades", "BTCUSDT", "2024-12-31")
+    lines = read_member(bucket, key).decode().splitlines()
+    reupload(bucket, key, "\n".join(lines[:-1]) + "\n")  # Binance drops a bad last row
+    code, out, err = run(capsys, "archive", "download", "um_futures", "trades", "BTCUSDT", "--start", "2024-12-30")
+    assert code == 0 and "files=2 " in out, err
+    code, out, err = run(capsys, "archive", "parse", "um_futures", "trades", "BTCUSDT")
+    assert code == 0 and "files=1 " in out and "skipped=1" in out, err
+    rows = partition_rows(data_dir() / "parsed_data/um_futures/trades/BTCUSDT/202412.pqt", "time")
+    assert [r[0] for r in rows][-1] == int(lines[-2].split(",")[0])
+
+
+def test_parse_refuses_datasets_it_cannot_read_yet(capsys, monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("CRYPTO_BASE_DIR", str(tmp_path))
+    code, _, err = run(capsys, "archive", "parse", "um_futures", "metrics")
+    assert code == 2 and "archive parse reads trades and aggTrades so far, not metrics" in err

@@ -29,7 +29,7 @@ _interval = click.option("--interval", default=None, help="Interval folder of kl
 
 @click.group(cls=opt.OrderedGroup)
 def group() -> None:
-    """Every dataset of the Binance archive: list, download (by date range), verify."""
+    """Every dataset of the Binance archive: list, download (by date range), verify, parse."""
 
 
 @group.command()
@@ -71,3 +71,12 @@ def download(market: str, dataset: str, symbols: tuple[str, ...], **options: Any
 def verify(market: str, dataset: str, symbols: tuple[str, ...], interval: str | None) -> None:
     """Check the downloaded zips of a dataset against their CHECKSUMs; delete the bad ones."""
     dispatch("archive:archive_verify", market=market, dataset=dataset, symbols=list(symbols), interval=interval)
+
+
+@group.command()
+@_market()
+@_dataset()
+@opt.argument("symbols", "Symbols to parse [default: every symbol downloaded]", nargs=-1)
+def parse(market: str, dataset: str, symbols: tuple[str, ...]) -> None:
+    """Verified trades/aggTrades zips to monthly Parquet under parsed_data/<market>/<dataset>/<SYMBOL>/."""
+    dispatch("archive_parse:archive_parse", market=market, dataset=dataset, symbols=list(symbols))
