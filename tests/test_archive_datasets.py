@@ -450,3 +450,15 @@ def test_parse_refuses_datasets_it_cannot_read_yet(capsys, monkeypatch, tmp_path
     monkeypatch.setenv("CRYPTO_BASE_DIR", str(tmp_path))
     code, _, err = run(capsys, "archive", "parse", "um_futures", "metrics")
     assert code == 2 and "archive parse reads trades and aggTrades so far, not metrics" in err
+
+
+@pytest.mark.parametrize("block", [1, 7, 64, 10_000])
+def test_csv_blocks_cut_at_line_ends_and_lose_nothing(block: int) -> None:
+    import io
+
+    from bhds.parse.trades import csv_blocks
+
+    text = b"".join(b"%d,%s\n" % (i, b"x" * (i % 23)) for i in range(300)) + b"300,last-without-newline"
+    blocks = list(csv_blocks(io.BytesIO(text), block))
+    assert b"".join(blocks) == text
+    assert all(b.endswith(b"\n") for b in blocks[:-1])
