@@ -57,6 +57,17 @@ def liquidation_files_prefix(trade_type: TradeType, symbol: str) -> str:
     return f"{liquidation_symbols_prefix(trade_type)}{symbol}/"
 
 
+def dataset_symbols_prefix(trade_type: TradeType, period: str, dataset: str) -> str:
+    """`data/<market>/<daily|monthly>/<dataset>/`: one sub-directory per symbol (any archive dataset)."""
+    return f"data/{market_segment(trade_type)}/{period}/{dataset}/"
+
+
+def dataset_files_prefix(trade_type: TradeType, period: str, dataset: str, symbol: str, interval: str | None = None) -> str:
+    """The directory of one symbol's files of a dataset (with the interval folder for kline-like ones)."""
+    prefix = f"{dataset_symbols_prefix(trade_type, period, dataset)}{symbol}/"
+    return f"{prefix}{interval}/" if interval else prefix
+
+
 def key_url(base_url: str, key: str) -> str:
     """Download URL of an S3 key under the bucket URL."""
     return f"{base_url.rstrip('/')}/{key}"
@@ -197,6 +208,13 @@ class Layout:
     def parsed_kline_symbols_dir(self, trade_type: TradeType) -> Path:
         """`parsed_data/<tt>/klines`, one sub-directory per symbol."""
         return self.root / "parsed_data" / TradeType(trade_type).value / "klines"
+
+    def parsed_dataset_dir(self, trade_type: TradeType, dataset: str, symbol: str) -> Path:
+        """`parsed_data/<tt>/<dataset>/<SYMBOL>`: monthly partitions of an archive dataset (trades, aggTrades)."""
+        return self.root / "parsed_data" / TradeType(trade_type).value / dataset / symbol
+
+    def parsed_dataset_partition(self, trade_type: TradeType, dataset: str, symbol: str, year: int, month: int) -> Path:
+        return self.parsed_dataset_dir(trade_type, dataset, symbol) / f"{year:04d}{month:02d}{PARQUET_SUFFIX}"
 
     def parsed_funding_dir(self, trade_type: TradeType) -> Path:
         return self.root / "parsed_data" / TradeType(trade_type).value / "funding"

@@ -197,6 +197,17 @@ def select_cm(symbols: Iterable[str], *, contract_type: ContractType) -> Selecti
 
 
 
+def select_cm_pairs(symbols: Iterable[str]) -> Selection:
+    """COIN-M index names, which are pairs (`BTCUSD`): every readable one is kept."""
+    result = Selection()
+    for name in symbols:
+        if _NAME_RE.match(name) and "_" not in name and name.endswith("USD") and len(name) > 3:
+            result.kept.append(name)
+        else:
+            result.unparsed.append(name)
+    return result
+
+
 # ---- symbols named on the command line ----------------------------------------------------
 
 def closest_names(name: str, listed: Iterable[str], n: int = 3) -> list[str]:

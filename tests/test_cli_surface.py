@@ -21,6 +21,8 @@ REPO = Path(__file__).resolve().parent.parent
 TT = ("trade_type", "TRADE_TYPE:{spot|um_futures|cm_futures}")
 PROXY = ("--http-proxy", None, "HTTP proxy address")
 CONC = ("--concurrency", None, None)  # ours: additive, no legacy counterpart
+# ours: additive, every archive download takes a date range and a dry run (absent: as before)
+WINDOW = [("--start", None, None), ("--end", None, None), ("--dry-run", False, None)]
 QUOTE = ("--quote", "USDT", "The quote currency, e.g., 'USDT', 'USDC', 'BTC'.")
 CONTRACT = ("--contract-type", "PERPETUAL", "The type of contract, 'PERPETUAL' or 'DELIVERY'.")
 STABLE = ("--stablecoins/--no-stablecoins", False, "Whether to include stablecoin symbols, such as 'USDCUSDT'.")
@@ -43,9 +45,9 @@ TTA, TTT = "Type of symbols", "Type of trading (spot/futures)"
 SURFACE = {
     "aws_funding": ("Commands for maintaining Binance AWS funding rate data.", {
         "download": ("Download Binance funding rates for specific symbols from AWS data center",
-                     [("trade_type", False, TTA), ("symbols", True, SYMS)], [PROXY, CONC]),
-        "download-um-futures": ("Download Binance USDⓈ-M Futures funding rates", [], [QUOTE, CONTRACT, PROXY, CONC]),
-        "download-cm-futures": ("Download Binance Coin Futures funding rates", [], [CONTRACT, PROXY, CONC]),
+                     [("trade_type", False, TTA), ("symbols", True, SYMS)], [PROXY, CONC, *WINDOW]),
+        "download-um-futures": ("Download Binance USDⓈ-M Futures funding rates", [], [QUOTE, CONTRACT, PROXY, CONC, *WINDOW]),
+        "download-cm-futures": ("Download Binance Coin Futures funding rates", [], [CONTRACT, PROXY, CONC, *WINDOW]),
         "verify": ("Verify Binance funding rates for specific symbols from AWS data center",
                    [("trade_type", False, TTA), ("symbols", True, SYMS)], []),
         "verify-type-all": ("Verify Binance funding rates for all symbols with the given trade type", [("trade_type", False, TTA)], []),
@@ -54,10 +56,10 @@ SURFACE = {
     }),
     "aws_kline": ("Commands for maintaining Binance AWS K-line data.", {
         "download": ("Download Binance klines for specific symbols from AWS data center",
-                     [("trade_type", False, TTA), ("time_interval", False, I_AWS), ("symbols", True, SYMS)], [PROXY, CONC]),
-        "download-spot": ("Download Binance spot klines", [("time_intervals", True, I_AWS)], [QUOTE, STABLE, LEVER, PROXY, CONC]),
-        "download-um-futures": ("Download Binance USDⓈ-M Futures klines", [("time_intervals", True, I_AWS)], [QUOTE, CONTRACT, PROXY, CONC]),
-        "download-cm-futures": ("Download Binance COIN-M Futures klines", [("time_intervals", True, I_AWS)], [CONTRACT, PROXY, CONC]),
+                     [("trade_type", False, TTA), ("time_interval", False, I_AWS), ("symbols", True, SYMS)], [PROXY, CONC, *WINDOW]),
+        "download-spot": ("Download Binance spot klines", [("time_intervals", True, I_AWS)], [QUOTE, STABLE, LEVER, PROXY, CONC, *WINDOW]),
+        "download-um-futures": ("Download Binance USDⓈ-M Futures klines", [("time_intervals", True, I_AWS)], [QUOTE, CONTRACT, PROXY, CONC, *WINDOW]),
+        "download-cm-futures": ("Download Binance COIN-M Futures klines", [("time_intervals", True, I_AWS)], [CONTRACT, PROXY, CONC, *WINDOW]),
         "verify": ("Verify Binance Klines checksums and delete corrupted data for specific symbols",
                    [("trade_type", False, TTA), ("time_interval", False, I_AWS), ("symbols", True, SYMS)], []),
         "verify-type-all": ("Verify Binance Klines for all symbols with the given trade type and time intervals",
@@ -85,9 +87,9 @@ SURFACE = {
     }),
     "aws_liquidation": ("Commands for maintaining Binance AWS liquidation snapshot data.", {
         "download": ("Download Binance liquidation snapshot for specific symbols from AWS data center",
-                     [("trade_type", False, TTA), ("symbols", True, SYMS)], [PROXY, CONC]),
-        "download-um-futures": ("Download Binance USDⓈ-M Futures liquidation snapshot", [], [QUOTE, CONTRACT, PROXY, CONC]),
-        "download-cm-futures": ("Download Binance Coin Futures liquidation snapshot", [], [CONTRACT, PROXY, CONC]),
+                     [("trade_type", False, TTA), ("symbols", True, SYMS)], [PROXY, CONC, *WINDOW]),
+        "download-um-futures": ("Download Binance USDⓈ-M Futures liquidation snapshot", [], [QUOTE, CONTRACT, PROXY, CONC, *WINDOW]),
+        "download-cm-futures": ("Download Binance Coin Futures liquidation snapshot", [], [CONTRACT, PROXY, CONC, *WINDOW]),
     }),
     "generate": ("Commands to generate the resulting data.", {
         "kline": (None, [("trade_type", False, TTT), ("time_interval", False, I_GEN), ("symbol", False, "Trading pair symbol, e.g., 'BTCUSDT'")], GEN),

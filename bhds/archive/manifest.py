@@ -10,8 +10,9 @@ are unknown until the next download run sees them listed.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from bhds.state import ensure_schema, transaction
 
@@ -45,6 +46,36 @@ def _upper_bound(prefix: str) -> str:
     return prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 
+def _records_under(conn: sqlite3.Connection, prefix: str) -> dict[str, Record]:
+    rows = conn.execute(
+        "SELECT key, size, last_modified, etag, sha256, verified_at FROM archive_files WHERE key >= ? AND key < ?",
+        (prefix, _upper_bound(prefix)),
+    ).fetchall()
+    return {row[0]: Record(*row) for row in rows}
+
+
+def read_only_records(db_path: Path, prefixes: Iterable[str]) -> dict[str, Record]:
+    """The records under `prefixes` without writing a byte (for a dry run): {} when there is no database.
+
+    A cleanly closed database (no `-wal` beside it) is opened as immutable, since even a
+    read-only SQLite connection would create the `-wal` and `-shm` files otherwise.
+    """
+    if not db_path.is_file():
+        return {}
+    wal = db_path.with_name(db_path.name + "-wal")
+    mode = "mode=ro" if wal.exists() else "immutable=1"
+    conn = sqlite3.connect(f"{db_path.resolve().as_uri()}?{mode}", uri=True)
+    try:
+        out: dict[str, Record] = {}
+        for prefix in prefixes:
+            out.update(_records_under(conn, prefix))
+        return out
+    except sqlite3.OperationalError:  # no archive_files table yet: nothing was ever mirrored
+        return {}
+    finally:
+        conn.close()
+
+
 class Manifest:
     """Reads and buffered writes of `archive_files`; the caller flushes (also on the way out)."""
 
@@ -56,11 +87,7 @@ class Manifest:
 
     def under(self, prefix: str) -> dict[str, Record]:
         """Every record whose key starts with `prefix`, by key."""
-        rows = self.conn.execute(
-            "SELECT key, size, last_modified, etag, sha256, verified_at FROM archive_files WHERE key >= ? AND key < ?",
-            (prefix, _upper_bound(prefix)),
-        ).fetchall()
-        return {row[0]: Record(*row) for row in rows}
+        return _records_under(self.conn, prefix)
 
     def get(self, key: str) -> Record | None:
         row = self.conn.execute(

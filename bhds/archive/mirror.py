@@ -18,7 +18,7 @@ import hashlib
 import io
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,13 +90,25 @@ class Mirror:
     async def run(self, prefixes: Iterable[str]) -> MirrorReport:
         """Mirror every file directly under each prefix; per-item problems land in the report."""
         prefixes = list(dict.fromkeys(prefixes))
-        queue: asyncio.Queue[Unit | None] = asyncio.Queue()
         gate = asyncio.Semaphore(min(MAX_LISTINGS, self.concurrency))
+        return await self._pipeline(lambda queue: [self._list_and_plan(prefix, gate, queue) for prefix in prefixes])
+
+    async def run_listed(self, listed: Iterable[tuple[str, list[ArchiveFile]]]) -> MirrorReport:
+        """Mirror the given files of each directory, listed (and picked) by the caller beforehand."""
+
+        async def plan(prefix: str, files: list[ArchiveFile], queue: asyncio.Queue) -> None:
+            self._plan(prefix, files, queue)
+
+        return await self._pipeline(lambda queue: [plan(prefix, files, queue) for prefix, files in listed])
+
+    async def _pipeline(self, producers: Callable[[asyncio.Queue], list[Awaitable[None]]]) -> MirrorReport:
+        """Run the planning coroutines that `producers(queue)` makes, with the download workers."""
+        queue: asyncio.Queue[Unit | None] = asyncio.Queue()
         with bar(total=0, desc=self.desc, unit="file") as progress:
             self._bar = progress
             workers = [asyncio.create_task(self._worker(queue)) for _ in range(self.concurrency)]
             try:
-                await asyncio.gather(*(self._list_and_plan(prefix, gate, queue) for prefix in prefixes))
+                await asyncio.gather(*producers(queue))
             except BaseException:
                 # Interrupted (Ctrl-C, a bug): stop at once rather than drain the queue.
                 for worker in workers:
@@ -118,17 +130,20 @@ class Mirror:
             except Exception as exc:  # noqa: BLE001 - one directory failing must not stop the others
                 self.report.failures.append(f"{prefix}: listing failed ({describe(exc)})")
                 return
+        self._plan(prefix, listing.files, queue)
+
+    def _plan(self, prefix: str, files: list[ArchiveFile], queue: asyncio.Queue) -> None:
         report = self.report
         report.directories += 1
-        report.listed += len(listing.files)
-        if not listing.files:
+        report.listed += len(files)
+        if not files:
             report.empty.append(prefix)
             return
         local, swept = scan_dir(self.layout.local_for_key(prefix))
         report.swept += swept
         records = self.manifest.under(prefix)
-        plan = plan_directory(listing.files, local, records, markers=self.markers)
-        self._grow(len(listing.files))
+        plan = plan_directory(files, local, records, markers=self.markers)
+        self._grow(len(files))
         for unit in plan.units:
             if unit.action == SKIP:
                 report.skipped += unit.keys

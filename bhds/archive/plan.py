@@ -65,10 +65,11 @@ class Plan:
         return [unit for unit in self.units if unit.action == action]
 
 
-def scan_dir(directory: Path, *, sizes: bool = True) -> tuple[dict[str, LocalFile], int]:
+def scan_dir(directory: Path, *, sizes: bool = True, sweep: bool = True) -> tuple[dict[str, LocalFile], int]:
     """The files directly in `directory` by name, after deleting `.part` leftovers of killed runs.
 
     With `sizes=False` no file is stat'ed (size and mtime read 0): enough to see which exist.
+    With `sweep=False` leftovers are passed over, not deleted (a dry run writes nothing).
     """
     found: dict[str, LocalFile] = {}
     swept = 0
@@ -78,6 +79,8 @@ def scan_dir(directory: Path, *, sizes: bool = True) -> tuple[dict[str, LocalFil
         return found, 0
     for entry in entries:
         if entry.name.endswith(PART_SUFFIX):
+            if not sweep:
+                continue
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(entry.path)
                 swept += 1
@@ -171,3 +174,32 @@ def plan_directory(files: list[ArchiveFile], local: dict[str, LocalFile], record
         if f.name not in paired:
             plan.units.append(Unit(_plan_single(f, local, records), f))
     return plan
+
+
+NEW, UPDATED, TO_CHECK = "new", "updated", "check"
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What a real run would do with one listed zip (or lone key): fetch it, or hash a local copy."""
+
+    change: str  # NEW, UPDATED or TO_CHECK
+    main: ArchiveFile
+    size: int  # bytes a download would fetch: the zip and its CHECKSUM
+    keys: int  # files a download would fetch: 2 with a CHECKSUM, else 1
+
+
+def preview_directory(files: list[ArchiveFile], local: dict[str, LocalFile], records: dict[str, Record], *,
+                      markers: bool) -> list[Preview]:
+    """The units of `plan_directory` that are not skipped, told apart as new, updated or to check."""
+    out = []
+    for unit in plan_directory(files, local, records, markers=markers).units:
+        if unit.action in (SKIP, ADOPT):
+            continue
+        size = unit.main.size + (unit.checksum.size if unit.checksum is not None else 0)
+        if unit.action == CHECK:
+            change = TO_CHECK
+        else:
+            change = UPDATED if unit.main.name in local or unit.main.key in records else NEW
+        out.append(Preview(change, unit.main, size, unit.keys))
+    return out

@@ -142,7 +142,7 @@ def cli(debug: bool) -> None:
 
 
 def _register() -> None:
-    from bhds.cli import api_data, aws_funding, aws_kline, aws_liquidation, generate, quality, research, status
+    from bhds.cli import api_data, archive, aws_funding, aws_kline, aws_liquidation, generate, quality, research, status
 
     # The legacy root listed its groups in this order; bhds' own additions follow.
     cli.add_command(aws_funding.group, "aws_funding")
@@ -154,6 +154,7 @@ def _register() -> None:
     cli.add_command(research.list_data, "list-data")
     cli.add_command(research.catalog, "catalog")
     cli.add_command(status.command, "status")
+    cli.add_command(archive.group, "archive")
 
 
 _register()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from bhds.cli import dispatch
@@ -20,10 +22,11 @@ def group() -> None:
 @opt.symbols()
 @opt.http_proxy
 @opt.concurrency
-def download(trade_type: str, time_interval: str, symbols: tuple[str, ...], http_proxy: str | None, concurrency: int | None) -> None:
+@opt.window
+def download(trade_type: str, time_interval: str, symbols: tuple[str, ...], http_proxy: str | None, concurrency: int | None, **window: Any) -> None:
     """Download Binance klines for specific symbols from AWS data center"""
     dispatch("archive:kline_download", trade_type=TradeType(trade_type), time_interval=time_interval, symbols=list(symbols),
-             http_proxy=http_proxy, concurrency=concurrency)
+             http_proxy=http_proxy, concurrency=concurrency, emit=click.echo, **window)
 
 
 @group.command("download-spot")
@@ -33,30 +36,31 @@ def download(trade_type: str, time_interval: str, symbols: tuple[str, ...], http
 @opt.leverage_coins
 @opt.http_proxy
 @opt.concurrency
+@opt.window
 def download_spot(time_intervals: tuple[str, ...], quote: str, stablecoins: bool, leverage_coins: bool,
-                  http_proxy: str | None, concurrency: int | None) -> None:
+                  http_proxy: str | None, concurrency: int | None, **window: Any) -> None:
     """Download Binance spot klines"""
     dispatch("archive:kline_download_spot", time_intervals=list(time_intervals), quote=quote, stablecoins=stablecoins,
-             leverage_coins=leverage_coins, http_proxy=http_proxy, concurrency=concurrency)
+             leverage_coins=leverage_coins, http_proxy=http_proxy, concurrency=concurrency, emit=click.echo, **window)
 
 
 @group.command("download-um-futures")
 @opt.time_intervals()
 @opt.market_download
 def download_um_futures(time_intervals: tuple[str, ...], quote: str, contract_type: str, http_proxy: str | None,
-                        concurrency: int | None) -> None:
+                        concurrency: int | None, **window: Any) -> None:
     """Download Binance USDⓈ-M Futures klines"""
     dispatch("archive:kline_download_um_futures", time_intervals=list(time_intervals), quote=quote,
-             contract_type=ContractType(contract_type), http_proxy=http_proxy, concurrency=concurrency)
+             contract_type=ContractType(contract_type), http_proxy=http_proxy, concurrency=concurrency, emit=click.echo, **window)
 
 
 @group.command("download-cm-futures")
 @opt.time_intervals()
 @opt.cm_download
-def download_cm_futures(time_intervals: tuple[str, ...], contract_type: str, http_proxy: str | None, concurrency: int | None) -> None:
+def download_cm_futures(time_intervals: tuple[str, ...], contract_type: str, http_proxy: str | None, concurrency: int | None, **window: Any) -> None:
     """Download Binance COIN-M Futures klines"""
     dispatch("archive:kline_download_cm_futures", time_intervals=list(time_intervals), contract_type=ContractType(contract_type),
-             http_proxy=http_proxy, concurrency=concurrency)
+             http_proxy=http_proxy, concurrency=concurrency, emit=click.echo, **window)
 
 
 @group.command()

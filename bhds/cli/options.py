@@ -116,6 +116,15 @@ concurrency = click.option(
     "--concurrency", type=click.IntRange(min=1), default=None, help="Concurrent downloads [default: BHDS_CONCURRENCY or 32]"
 )
 
+# New in bhds: a date range and a dry run for every archive download (absent, a download is as before).
+_DAY = click.DateTime(formats=["%Y-%m-%d"])
+date_range = [
+    click.option("--start", type=_DAY, default=None, help="First UTC day to download, YYYY-MM-DD [default: the first published]"),
+    click.option("--end", type=_DAY, default=None, help="Last UTC day to download, YYYY-MM-DD [default: the last published]"),
+    click.option("--dry-run", is_flag=True, default=False,
+                 help="Print per symbol the files that are new or updated and their size; download and write nothing"),
+]
+
 
 def stack(*decorators: Callable[[F], F]) -> Callable[[F], F]:
     """Apply decorators so that they appear in --help in the order written."""
@@ -128,8 +137,9 @@ def stack(*decorators: Callable[[F], F]) -> Callable[[F], F]:
     return apply
 
 
-market_download = stack(quote, contract_type, http_proxy, concurrency)
-cm_download = stack(contract_type, http_proxy, concurrency)
+window = stack(*date_range)
+market_download = stack(quote, contract_type, http_proxy, concurrency, window)
+cm_download = stack(contract_type, http_proxy, concurrency, window)
 
 generate_kline_options = stack(
     click.option("--split-gaps/--no-split-gaps", default=True, show_default=True, help="Whether to split data by gaps"),

@@ -30,6 +30,10 @@ cm    BTCUSD_PERP (contract 100 USD), ETHUSD_PERP (10 USD; archive misses 2025-0
       BTCUSD_250328   delivery
 liquidationSnapshot: um BTCUSDT, ETHUSDT; cm BTCUSD_PERP, ETHUSD_PERP (daily).
 fundingRate monthly files: 2024-12 only (January is not complete before the cutoff).
+
+Every other dataset (trades, aggTrades, markPriceKlines, bookDepth, metrics ...), daily and
+monthly files side by side, comes from `build_datasets(datasets_universe(), root)`: see
+tests/fakebinance/datasets.py.
 """
 
 from .archive import (
@@ -46,11 +50,13 @@ from .archive import (
     remove_key,
     reupload,
 )
+from .datasets import SHAPES, build_datasets, dataset_key, datasets_of, datasets_universe, day_lines, file_csv
 from .series import day_bars, funding, funding_rows, kline_bars, klines, klines_table
 from .server import FakeBinance, Faults, RunningFake, Stats, env_for, start_in_thread
 from .universe import SymbolSpec, Universe, bench_universe, default_universe
 
 __all__ = [
+    "SHAPES", "build_datasets", "dataset_key", "datasets_of", "datasets_universe", "day_lines", "file_csv",
     "ArchiveSummary", "FakeBinance", "Faults", "RunningFake", "Stats", "SymbolSpec", "Universe",
     "bench_universe", "build_archive", "corrupt_zip_keep_checksum", "corrupt_zip_with_valid_checksum",
     "day_bars", "default_universe", "env_for", "funding", "funding_key", "funding_rows", "kline_bars",

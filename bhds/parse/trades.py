@@ -1,0 +1,169 @@
+"""Trades and aggTrades zips → one monthly Parquet partition, streamed in bounded memory.
+
+A month of trades is several GB of CSV, so nothing here holds a whole file: each zip member is
+decompressed as a stream, cut into blocks of about `block_size` bytes at line ends, each block
+read by pyarrow's CSV parser, converted, and written as one row group. Peak memory is a few
+blocks whatever the file's size.
+
+Columns (Binance's, in snake_case; ids int64, prices and quantities float64, booleans bool):
+
+  trades     id, price, qty, quote_qty (COIN-M: base_qty), time, is_buyer_maker[, is_best_match]
+  aggTrades  agg_trade_id, price, quantity, first_trade_id, last_trade_id, transact_time,
+             is_buyer_maker[, is_best_match]
+
+`is_best_match` exists in spot files only. Times are `timestamp[us, tz=UTC]`; the archive writes
+ms or µs (spot from 2025), told apart per value. Rows are kept as the files hold them, in file
+order (monthly file, or the month's daily files by day).
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from bhds.parse.klines import MICROSECOND_THRESHOLD
+from bhds.parse.zipcsv import BadSourceFile, strip_header
+from bhds.storage import PARQUET_COMPRESSION, atomic_path, numeric_encodings
+
+TIME = pa.timestamp("us", tz="UTC")
+# One CSV block per row group: about 200k trades, a few tens of MB in memory at most.
+DEFAULT_BLOCK_SIZE = 16 << 20
+SOURCES_KEY = b"bhds.sources"
+
+_I, _F, _B = pa.int64(), pa.float64(), pa.bool_()
+
+
+def columns(market: str, dataset: str) -> list[tuple[str, pa.DataType]]:
+    """(name, Parquet type) of each CSV column of `dataset` in `market` (spot, um_futures, cm_futures)."""
+    spot = market == "spot"
+    if dataset == "trades":
+        third = "base_qty" if market == "cm_futures" else "quote_qty"
+        cols = [("id", _I), ("price", _F), ("qty", _F), (third, _F), ("time", TIME), ("is_buyer_maker", _B)]
+    elif dataset == "aggTrades":
+        cols = [("agg_trade_id", _I), ("price", _F), ("quantity", _F), ("first_trade_id", _I), ("last_trade_id", _I),
+                ("transact_time", TIME), ("is_buyer_maker", _B)]
+    else:
+        raise ValueError(f"no trade schema for {dataset}")
+    return cols + [("is_best_match", _B)] if spot else cols
+
+
+def schema(market: str, dataset: str) -> pa.Schema:
+    return pa.schema(columns(market, dataset))
+
+
+@dataclass(frozen=True)
+class MonthTask:
+    """One partition to (re)write from its zips, picklable for a worker process."""
+
+    market: str
+    dataset: str
+    sources: tuple[str, ...]
+    target: str
+    signature: str
+    block_size: int = DEFAULT_BLOCK_SIZE
+
+
+def signature(sources: list[Path]) -> str:
+    """What the partition was built from: each zip's name, size and mtime (a re-upload changes it)."""
+    out = []
+    for path in sources:
+        stat = path.stat()
+        out.append([path.name, stat.st_size, stat.st_mtime_ns])
+    return json.dumps(out)
+
+
+def built_from(partition: Path) -> str | None:
+    """The signature stored in a partition's footer, or None (absent, unreadable, not ours)."""
+    try:
+        metadata = pq.read_schema(partition).metadata or {}
+    except (OSError, pa.ArrowInvalid):
+        return None
+    value = metadata.get(SOURCES_KEY)
+    return value.decode() if value else None
+
+
+def csv_blocks(stream: BinaryIO, block_size: int) -> Iterator[bytes]:
+    """The stream cut into blocks of about `block_size` bytes, each ending at a line end.
+
+    We cut the blocks ourselves and hand pyarrow one at a time: its streaming reader reads ahead
+    of the consumer, and on a multi-GB member that read-ahead alone held several hundred MB.
+    """
+    rest = b""
+    while True:
+        data = stream.read(block_size)
+        if not data:
+            if rest:
+                yield rest
+            return
+        buf = rest + data if rest else data
+        cut = buf.rfind(b"\n") + 1
+        if cut:
+            yield buf[:cut]
+        rest = buf[cut:]
+
+
+def _batches(zip_path: Path, market: str, dataset: str, block_size: int) -> Iterator[pa.RecordBatch]:
+    cols = columns(market, dataset)
+    read_options = pacsv.ReadOptions(column_names=[n for n, _ in cols], use_threads=False, block_size=2 * block_size + (1 << 20))
+    convert_options = pacsv.ConvertOptions(column_types={name: (pa.int64() if t == TIME else t) for name, t in cols},
+                                           true_values=["true", "True"], false_values=["false", "False"],
+                                           strings_can_be_null=False)
+    try:
+        with zipfile.ZipFile(zip_path) as archive:
+            members = [info for info in archive.infolist() if not info.is_dir()]
+            if len(members) != 1:
+                raise BadSourceFile(f"expected one CSV in the zip, found {len(members)}")
+            with archive.open(members[0]) as stream:
+                first = True
+                for block in csv_blocks(stream, block_size):
+                    if first:
+                        block, first = strip_header(block), False  # a header row, detected per file
+                    if not block.strip():
+                        continue
+                    table = pacsv.read_csv(pa.py_buffer(block), read_options=read_options, convert_options=convert_options)
+                    for batch in table.to_batches():
+                        yield _convert(batch, cols)
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
+        raise BadSourceFile(f"not a readable zip ({exc})") from None
+    except pa.ArrowInvalid as exc:
+        raise BadSourceFile(f"bad row ({exc})") from None
+
+
+def _convert(batch: pa.RecordBatch, cols: list[tuple[str, pa.DataType]]) -> pa.RecordBatch:
+    arrays = []
+    for (name, kind), array in zip(cols, batch.columns):
+        if kind == TIME:  # µs or ms, per value
+            micros = pc.if_else(pc.greater_equal(array, MICROSECOND_THRESHOLD), array, pc.multiply(array, 1000))
+            array = pc.cast(micros, TIME)
+        arrays.append(array)
+    return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(cols))
+
+
+def parse_month(task: MonthTask) -> tuple[int, int]:
+    """Write the partition of `task` (atomically), one row group per CSV block; (rows, bytes)."""
+    target = Path(task.target)
+    out_schema = schema(task.market, task.dataset).with_metadata({SOURCES_KEY: task.signature.encode()})
+    rows = 0
+    with atomic_path(target) as tmp:
+        with pq.ParquetWriter(tmp, out_schema, compression=PARQUET_COMPRESSION, use_dictionary=False,
+                              column_encoding=numeric_encodings(out_schema)) as writer:
+            for source in task.sources:
+                try:
+                    for batch in _batches(Path(source), task.market, task.dataset, task.block_size):
+                        if batch.num_rows:
+                            writer.write_batch(batch)
+                            rows += batch.num_rows
+                except BadSourceFile as exc:
+                    raise BadSourceFile(f"{source}: {exc}") from None
+        size = tmp.stat().st_size
+    return rows, size
