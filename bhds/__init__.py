@@ -23,10 +23,6 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
-    if name == "symbols":  # the module bhds/symbols.py, which calls through to the function when called
-        import bhds.symbols
-
-        return bhds.symbols
     if name in _LAZY:
         from bhds.research import load as module
 

@@ -35,7 +35,7 @@ from bhds.schema import PARSED_FUNDING_SCHEMA
 from bhds.settings import Settings
 from bhds.state import connect
 from bhds.storage import stage_lock, sweep_temp_files, write_table
-from bhds.symbols import check_listed, listed_locally, unknown_symbols
+from bhds.symbol_names import check_listed, listed_locally, unknown_symbols
 from bhds.types import Interval, RunSummary, TradeType, parse_interval
 
 log = logging.getLogger("bhds.workflows.api_data")

@@ -29,7 +29,7 @@ from bhds.errors import InputError, NetworkError
 from bhds.paths import Layout
 from bhds.settings import Settings
 from bhds.storage import stage_locks
-from bhds.symbols import Selection, check_downloaded, check_listed, select_cm, select_cm_pairs, select_spot, select_um
+from bhds.symbol_names import Selection, check_downloaded, check_listed, select_cm, select_cm_pairs, select_spot, select_um
 from bhds.types import ContractType, RunSummary, TradeType, parse_interval
 from bhds.types import _human_bytes as human_bytes
 

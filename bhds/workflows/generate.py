@@ -27,7 +27,7 @@ from bhds.parallel import imap_isolated
 from bhds.paths import KLINES, PARQUET_SUFFIX, Layout, list_files, list_subdirs, lock_name, parquet_in, resampled_file_in, staging_dir
 from bhds.progress import bar
 from bhds.settings import Settings
-from bhds.symbols import check_listed, listed_locally
+from bhds.symbol_names import check_listed, listed_locally
 from bhds.types import RunSummary, TradeType, parse_interval
 
 log = logging.getLogger("bhds.generate")

@@ -19,7 +19,7 @@ from bhds.paths import Layout, list_subdirs
 from bhds.progress import bar
 from bhds.settings import Settings
 from bhds.storage import stage_lock, stage_locks, sweep_temp_files
-from bhds.symbols import check_downloaded
+from bhds.symbol_names import check_downloaded
 from bhds.types import RunSummary, TradeType, parse_interval
 
 log = logging.getLogger("bhds.parse")

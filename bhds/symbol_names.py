@@ -9,7 +9,6 @@ raised on, so one odd directory in the bucket does not stop a download.
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -254,19 +253,3 @@ def listed_locally(*directories: Path) -> set[str]:
 def check_downloaded(named: Iterable[str], symbols_dir: Path, download: str) -> None:
     """Each named symbol must have a folder in the local archive `symbols_dir` (else exit 2, closest names)."""
     check_listed(named, listed_locally(symbols_dir), f"in the local archive {symbols_dir}", f"if it is new, run {download} first")
-
-
-class _CallableModule(sys.modules[__name__].__class__):  # type: ignore[misc]
-    """`bhds.symbols` is both this module and the research API's `bhds.symbols(trade_type, ...)`.
-
-    Importing a submodule makes it an attribute of the package, which would hide the function of
-    the same name; calling the module instead calls the function (`bhds.research.load.symbols`).
-    """
-
-    def __call__(self, *args: object, **kwargs: object) -> list[str]:
-        from bhds.research.load import symbols
-
-        return symbols(*args, **kwargs)  # type: ignore[arg-type]
-
-
-sys.modules[__name__].__class__ = _CallableModule

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bhds.symbols import (
+from bhds.symbol_names import (
     STABLECOINS,
     infer_cm,
     infer_spot,
