@@ -2,7 +2,7 @@
 
 `recorded` sees the exit code `main` leaves with (and, through the exception it handled, the
 error), `note_summary` is called by `dispatch` with the run's summary. Not recorded: `--help`,
-`--version`, `status` itself (a health check run every minute would push real runs out of the
+`--version`, `--dry-run` (it writes nothing at all), `status` itself (a health check run every minute would push real runs out of the
 log), a command name that does not exist, and bad-usage runs when the data directory does not
 exist yet (a typo should not create it). Recording never changes the command's outcome: if the
 record cannot be written, one warning line goes to stderr.
@@ -119,8 +119,8 @@ def _summary_figures(summary: RunSummary | None) -> dict[str, Any] | None:
 
 
 def _record(args: list[str], started_wall: float, seconds: float, code: int, error: str | None) -> None:
-    if any(a in ("--help", "--version") for a in args):
-        return
+    if any(a in ("--help", "--version", "--dry-run") for a in args):
+        return  # a dry run writes nothing at all, not even its record
     try:
         from bhds import runlog
         from bhds.errors import BhdsError
