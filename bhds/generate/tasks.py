@@ -19,7 +19,7 @@ from bhds.generate.frame import FUNDING, TIME, Columns
 from bhds.generate.funding import funding_on_grid, funding_series
 from bhds.generate.gaps import fill, gap_starts, segment_names, segments
 from bhds.generate.jobs import RESAMPLE_SOURCE_INTERVAL, KlineJob, ResampleJob, TaskResult
-from bhds.generate.merge import base_volume_column, merge, traded, vwap
+from bhds.generate.merge import merge, traded, vwap
 from bhds.generate.resample import resample_columns
 from bhds.paths import PARQUET_SUFFIX, Layout, list_files, parquet_in, resampled_file_in
 from bhds.schema import API_FUNDING_SCHEMA, KLINE_SCHEMA, PARSED_FUNDING_SCHEMA, vwap_column
@@ -135,8 +135,7 @@ def resample_file(job: ResampleJob) -> TaskResult:
             field = schema.field(column)
             return frame.to_numpy(source.column(column, field.type))
 
-        weight = base_volume_column(job.trade_type is TradeType.cm_futures)
-        frames = resample_columns(read, schema.names, job.plan, vwap_name=vwap_name, weight_name=weight)
+        frames = resample_columns(read, schema.names, job.plan, vwap_name=vwap_name)
     for offset, out in frames.items():
         result.bytes += storage.write_table_numeric(frame.to_table(out, schema), resampled_file_in(job.out_dir, offset, name))
         result.rows += len(out[TIME])
