@@ -10,6 +10,7 @@ place.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import re
 import shutil
@@ -20,6 +21,7 @@ from typing import TypeVar
 
 from bhds import storage
 from bhds.errors import BhdsError, DataError, InputError
+from bhds.generate.builds import FORMAT, BuildRecord, Unit, digest, file_stat, files_stat, outputs_of, tree_files
 from bhds.generate.contracts import CONTRACT_SIZES_CACHE, load_sizes, sizes_for
 from bhds.generate.offsets import ResamplePlan, plan_resample
 from bhds.generate.jobs import RESAMPLE_SOURCE_INTERVAL, KlineJob, ResampleJob, TaskResult, run_kline_job, run_resample_job
@@ -100,8 +102,10 @@ def _count(summary: RunSummary, result: TaskResult) -> None:
     summary.bytes += result.bytes
 
 
-def _run_all(func: Callable[[J], TaskResult], jobs: Sequence[J], label: Callable[[J], str], settings: Settings, summary: RunSummary) -> list[J]:
-    """Run the jobs on every core, count what they wrote, and return the jobs that failed."""
+def _run_all(func: Callable[[J], TaskResult], jobs: Sequence[J], label: Callable[[J], str], settings: Settings,
+             summary: RunSummary) -> tuple[list[tuple[J, TaskResult]], list[J]]:
+    """Run the jobs on every core and count what they wrote; return (jobs done with their results, jobs that failed)."""
+    done: list[tuple[J, TaskResult]] = []
     failed: list[J] = []
     with bar(total=len(jobs), desc="Processing tasks", unit="task") as progress:
         for job, outcome in imap_isolated(func, jobs, settings.n_jobs):
@@ -113,7 +117,8 @@ def _run_all(func: Callable[[J], TaskResult], jobs: Sequence[J], label: Callable
                 failed.append(job)
             else:
                 _count(summary, outcome)
-    return failed
+                done.append((job, outcome))
+    return done, failed
 
 
 def _largest_first(items: list[J], files: Callable[[J], list[Path]]) -> list[J]:
@@ -123,6 +128,12 @@ def _largest_first(items: list[J], files: Callable[[J], list[Path]]) -> list[J]:
         return sum(path.stat().st_size for path in files(item) if path.exists())
 
     return sorted(items, key=size, reverse=True)
+
+
+def _real_dir(target: Path) -> Path:
+    """The results folder itself when `target` is a symlink to it (another disk): the tree is built
+    and swapped there, so the hard links work and the symlink stays a symlink."""
+    return target.resolve() if target.is_symlink() else target
 
 
 def _build_and_swap(target: Path, build: Callable[[Path], None]) -> None:
@@ -138,6 +149,22 @@ def _build_and_swap(target: Path, build: Callable[[Path], None]) -> None:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _link_outputs(units: Sequence[Unit], source: Path, staging: Path) -> None:
+    """Put the files of units that need no rebuild into the new tree (hard links: same inode, same mtime)."""
+    for unit in units:
+        for name in unit.outputs:
+            storage.link_or_copy(source / name, staging / name)
+
+
+def _unchanged(summary: RunSummary, count: int) -> None:
+    if count:
+        summary.notes["unchanged"] = count
+
+
+def _record_path(layout: Layout, stage: str) -> Path:
+    return layout.cache_file(f"{stage}.json")
 
 
 # ---- generate kline / kline-type ----
@@ -162,7 +189,7 @@ def kline(settings: Settings, *, trade_type, time_interval, symbol, split_gaps, 
     log.info("Generate merged and split kline data for %s %s %s", symbol, trade_type.value, time_interval)
     options = dict(split_gaps=split_gaps, min_days=min_days, min_price_chg=min_price_chg, with_vwap=with_vwap, with_funding_rates=with_funding_rates)
     with storage.stage_lock(layout, _kline_stage(trade_type, time_interval), settings.lock_timeout):
-        storage.recover_dir(target)
+        storage.recover_dir(_real_dir(target))
         sizes = _contract_sizes(layout, trade_type, [symbol], with_vwap)
         result = run_kline_job(_kline_job(layout, trade_type, time_interval, symbol, target, sizes, **options))
         if result.skipped:
@@ -177,8 +204,21 @@ def kline(settings: Settings, *, trade_type, time_interval, symbol, split_gaps, 
     return summary
 
 
+def _kline_digest(layout: Layout, trade_type: TradeType, interval: str, symbol: str, contract_size: float | None, options: dict[str, object]) -> str:
+    """What one symbol's result files depend on: its partitions, API days, funding files, contract size, the options."""
+    inputs = [layout.parsed_kline_dir(trade_type, symbol, interval), layout.api_kline_dir(trade_type, symbol, interval)]
+    files = [path for directory in inputs for path in list_files(directory, PARQUET_SUFFIX)]
+    if trade_type.is_futures and options["with_funding_rates"]:
+        files += [layout.parsed_funding_file(trade_type, symbol), layout.api_funding_file(trade_type, symbol)]
+    return digest(FORMAT, trade_type.value, interval, options, contract_size, files_stat(files, layout.root))
+
+
 def kline_type(settings: Settings, *, trade_type, time_interval, split_gaps, min_days, min_price_chg, with_vwap, with_funding_rates) -> RunSummary:
-    """`kline` for every symbol with a local archive kline directory, swapped in as one new tree."""
+    """`kline` for every symbol with a local archive kline directory, swapped in as one new tree.
+
+    Only the symbols whose inputs changed since the last run are built again (see `builds`); the
+    others' files are hard-linked into the new tree. When nothing changed nothing is written.
+    """
     trade_type = TradeType(trade_type)
     time_interval = _check_kline_args(time_interval, min_days, min_price_chg)
     layout = Layout(settings.data_dir)
@@ -188,8 +228,10 @@ def kline_type(settings: Settings, *, trade_type, time_interval, split_gaps, min
     log.info("results_dir=%s", target)
     _log_options(split_gaps, min_days, min_price_chg, with_vwap, with_funding_rates)
     options = dict(split_gaps=split_gaps, min_days=min_days, min_price_chg=min_price_chg, with_vwap=with_vwap, with_funding_rates=with_funding_rates)
+    stage = _kline_stage(trade_type, time_interval)
 
-    with storage.stage_lock(layout, _kline_stage(trade_type, time_interval), settings.lock_timeout):
+    with storage.stage_lock(layout, stage, settings.lock_timeout):
+        target = _real_dir(target)
         storage.recover_dir(target)
         symbols = _kline_symbols(layout, trade_type, time_interval)
         if not symbols:
@@ -197,18 +239,34 @@ def kline_type(settings: Settings, *, trade_type, time_interval, split_gaps, min
             return summary
         log.info("num_symbols=%d (%s -- %s)", len(symbols), symbols[0], symbols[-1])
         sizes = _contract_sizes(layout, trade_type, symbols, with_vwap)
+        record = BuildRecord.load(_record_path(layout, stage))
+        digests = {s: _kline_digest(layout, trade_type, time_interval, s, sizes.get(s), options) for s in symbols}
+        units = {s: unit for s in symbols if (unit := record.current(s, digests[s], target)) is not None}
+        todo = [s for s in symbols if s not in units]
+        _unchanged(summary, len(units))
+        if not todo and tree_files(target) == {name for unit in units.values() for name in unit.outputs}:
+            log.info("nothing changed since the last run: %s left as it is", target)
+            return summary
+        log.info("%d symbols to build, %d unchanged", len(todo), len(units))
 
         def build(staging: Path) -> None:
-            by_size = _largest_first(symbols, lambda s: list_files(layout.parsed_kline_dir(trade_type, s, time_interval), PARQUET_SUFFIX))
+            _link_outputs(list(units.values()), target, staging)
+            by_size = _largest_first(todo, lambda s: list_files(layout.parsed_kline_dir(trade_type, s, time_interval), PARQUET_SUFFIX))
             jobs = [_kline_job(layout, trade_type, time_interval, s, staging, sizes, **options) for s in by_size]
-            for job in _run_all(run_kline_job, jobs, lambda j: j.symbol, settings, summary):
+            done, failed = _run_all(run_kline_job, jobs, lambda j: j.symbol, settings, summary)
+            for job, result in done:
+                units[job.symbol] = Unit(digests[job.symbol], outputs_of(staging, [parquet_in(staging, n).name for n in result.files]))
+            for job in failed:
                 kept = _symbol_files(target, job.symbol)
                 for path in kept:
                     storage.link_or_copy(path, parquet_in(staging, _stem(path)))
                 if kept:
                     log.warning("%s failed: kept its previous results (%d files)", job.symbol, len(kept))
+                if job.symbol in record.units:  # its old digest makes the next run try again
+                    units[job.symbol] = record.units[job.symbol]
 
         _build_and_swap(target, build)
+        record.save(units)
     return summary
 
 
@@ -224,15 +282,25 @@ def resample(settings: Settings, *, trade_type, symbol, resample_interval, base_
     log.info("Resample kline %s %s %s base offset %s", trade_type.value, resample_interval, symbol, base_offset)
     target = layout.resampled_interval_dir(trade_type, resample_interval)
     with _resample_locks(settings, layout, trade_type, resample_interval):
-        storage.recover_dir(target)
+        storage.recover_dir(_real_dir(target))
         if not source.exists():
             raise InputError(f"no 1m results for {symbol} ({source}): run `generate kline {trade_type.value} 1m {symbol}` first")
         _count(summary, run_resample_job(ResampleJob(source, trade_type, plan, target)))
     return summary
 
 
+def _resample_key(offset: str, name: str) -> str:
+    """A resample unit's key, which is also its output's path in the interval's tree."""
+    return str(resampled_file_in(Path(), offset, name))
+
+
 def resample_type(settings: Settings, *, trade_type, resample_interval, base_offset) -> RunSummary:
-    """Resample every 1m results file (SP<i>_ segments included), swapped in as one new tree."""
+    """Resample every 1m results file (SP<i>_ segments included), swapped in as one new tree.
+
+    Only the (file, offset) pairs whose 1m file changed since the last run are resampled again
+    (see `builds`); the others are hard-linked into the new tree. When nothing changed nothing is
+    written.
+    """
     trade_type = TradeType(trade_type)
     plan = plan_resample(resample_interval, base_offset)
     layout = Layout(settings.data_dir)
@@ -240,21 +308,56 @@ def resample_type(settings: Settings, *, trade_type, resample_interval, base_off
     target = layout.resampled_interval_dir(trade_type, resample_interval)
     log.info("Resample kline %s %s %s", trade_type.value, resample_interval, base_offset)
     log.info("Resampled kline directory: %s", target)
+    stage = _resample_stage(trade_type, resample_interval)
 
     with _resample_locks(settings, layout, trade_type, resample_interval):
+        target = _real_dir(target)
         storage.recover_dir(target)
         sources = list_files(layout.results_kline_dir(trade_type, RESAMPLE_SOURCE_INTERVAL), PARQUET_SUFFIX)
         if not sources:
             log.warning("No 1m results for %s: run `generate kline-type %s 1m` first; previous resamples left as they are", trade_type.value, trade_type.value)
             return summary
         log.info("num_files=%d, offsets=%s", len(sources), ",".join(o.name for o in plan.offsets))
+        record = BuildRecord.load(_record_path(layout, stage))
+        digests: dict[str, str] = {}
+        units: dict[str, Unit] = {}
+        jobs: list[ResampleJob] = []
+        for source in sources:
+            name, source_stat = _stem(source), file_stat(source)
+            stale = []
+            for offset in plan.offsets:
+                key = _resample_key(offset.name, name)
+                digests[key] = digest(FORMAT, plan.interval.text, offset.name, source_stat)
+                unit = record.current(key, digests[key], target)
+                if unit is None:
+                    stale.append(offset)
+                else:
+                    units[key] = unit
+            if stale:
+                jobs.append(ResampleJob(source, trade_type, dataclasses.replace(plan, offsets=tuple(stale)), target))
+        _unchanged(summary, len(sources) - len(jobs))
+        if not jobs and tree_files(target) == set(units):
+            log.info("nothing changed since the last run: %s left as it is", target)
+            return summary
+        log.info("%d files to resample, %d unchanged", len(jobs), len(sources) - len(jobs))
 
         def build(staging: Path) -> None:
-            jobs = [ResampleJob(source, trade_type, plan, staging) for source in _largest_first(sources, lambda source: [source])]
-            for job in _run_all(run_resample_job, jobs, lambda j: _stem(j.source), settings, summary):
-                _carry_over_resampled(target, staging, plan, _stem(job.source))
+            _link_outputs(list(units.values()), target, staging)
+            ordered = [dataclasses.replace(job, out_dir=staging) for job in _largest_first(jobs, lambda job: [job.source])]
+            done, failed = _run_all(run_resample_job, ordered, lambda j: _stem(j.source), settings, summary)
+            for job, _result in done:
+                for offset in job.plan.offsets:
+                    key = _resample_key(offset.name, _stem(job.source))
+                    units[key] = Unit(digests[key], outputs_of(staging, [key]))
+            for job in failed:
+                _carry_over_resampled(target, staging, job.plan, _stem(job.source))
+                for offset in job.plan.offsets:
+                    key = _resample_key(offset.name, _stem(job.source))
+                    if key in record.units:  # its old digest makes the next run try again
+                        units[key] = record.units[key]
 
         _build_and_swap(target, build)
+        record.save(units)
     return summary
 
 
