@@ -1,10 +1,10 @@
 """What each result file was built from, so `kline-type` and `resample-type` redo only what changed.
 
 A build record maps each unit of work (a symbol for `kline-type`; a 1m results file at one offset
-for `resample-type`) to a digest of everything its output depends on (input files' size, mtime and
-inode, the options, contract size, `FORMAT`) and to the size, mtime and inode of the files it
-wrote. A unit is current when its digest is unchanged and its outputs are exactly the recorded
-files, untouched: an output deleted or rewritten by another tool makes the unit stale again.
+for `resample-type`) to a digest of everything its output depends on (its input files' sizes and
+mtimes, the options, the contract size, `FORMAT`) and to the size and mtime of the files it wrote.
+A unit is current when its digest is unchanged and its outputs are exactly the recorded files,
+untouched: an output deleted or rewritten by another tool makes the unit stale again.
 
 The record lives in `.bhds/cache/` (deleting it costs one full rebuild) and is written after the
 results tree has been swapped in. A run killed between the swap and the record leaves the old
@@ -29,20 +29,21 @@ log = logging.getLogger("bhds.generate")
 # Bump when a change to generate or resample changes what a result file holds for the same inputs.
 FORMAT = 2
 
-FileStat = tuple[int, int, int]  # size, mtime_ns, inode
+FileStat = tuple[int, int]  # size, mtime_ns
 
 
 def file_stat(path: Path) -> FileStat | None:
-    """Size, modification time (ns) and inode, or None when the file is absent.
+    """Size and modification time (ns), or None when the file is absent.
 
-    Every writer renames a new file into place, so a rewritten input gets a new inode and mtime
-    even when its size is unchanged.
+    Every writer renames a freshly written file into place, so a rewritten file has a new mtime.
+    The inode is left out on purpose: a copy of the data directory (`cp -a`, rsync) keeps sizes
+    and mtimes, and so needs no rebuild.
     """
     try:
         st = os.stat(path)
     except FileNotFoundError:
         return None
-    return st.st_size, st.st_mtime_ns, st.st_ino
+    return st.st_size, st.st_mtime_ns
 
 
 def files_stat(paths: Iterable[Path], root: Path) -> list[tuple[str, FileStat | None]]:
