@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from datetime import date
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from bhds.workflows import generate
 from tests.fakebinance import kline_key, read_member, reupload
 from tests.test_generate_support import klines, ms, settings_for, steps, write_api_day, write_archive, write_funding
 
+REPO = Path(__file__).resolve().parent.parent
 SPOT, UM = TradeType.spot, TradeType.um_futures
 OPTIONS = dict(split_gaps=True, min_days=1, min_price_chg=0.1, with_vwap=True, with_funding_rates=True)
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
@@ -231,6 +234,37 @@ def test_a_symlinked_results_folder_stays_a_symlink_and_unchanged_files_keep_the
     assert rewritten(before, snapshot(elsewhere)) == {"SOLUSDT.pqt"}
     assert sorted(p.name for p in link.parent.iterdir()) == ["1m"]  # no build folder left behind
     assert sorted(p.name for p in elsewhere.parent.iterdir()) == ["klines_1m"]
+
+
+def test_single_symbol_commands_leave_the_type_commands_nothing_to_do(tmp_path: Path, layout: Layout) -> None:
+    write_three(layout)
+    kline_type(tmp_path)
+    resample_type(tmp_path)
+    t = steps("2024-02-01", "2024-02-03")
+    write_archive(layout, SPOT, "ETHUSDT", "1m", klines(t, 155.0, seed=1))
+    generate.kline(settings_for(tmp_path), trade_type=SPOT, time_interval="1m", symbol="ETHUSDT", **OPTIONS)
+    generate.resample(settings_for(tmp_path), trade_type=SPOT, symbol="ETHUSDT", resample_interval="1h", base_offset="15m")
+    before = snapshot(layout.root / "results_data")
+    assert kline_type(tmp_path).files == 0 and resample_type(tmp_path).files == 0
+    assert snapshot(layout.root / "results_data") == before
+    # With other options the symbol's files are not what kline-type would write: it builds them again.
+    generate.kline(settings_for(tmp_path), trade_type=SPOT, time_interval="1m", symbol="ETHUSDT", **{**OPTIONS, "with_vwap": False})
+    summary = kline_type(tmp_path)
+    assert (summary.files, summary.notes) == (1, {"unchanged": 2})
+    assert "avg_price_1m" in read_table(layout.results_kline_file(SPOT, "1m", "ETHUSDT")).column_names
+
+
+def test_a_run_with_nothing_to_do_loads_neither_numpy_nor_pyarrow(tmp_path: Path, layout: Layout) -> None:
+    """What keeps a no-op run at interpreter start-up plus a few stat calls per symbol."""
+    write_three(layout)
+    kline_type(tmp_path)
+    resample_type(tmp_path)
+    env = dict(os.environ, CRYPTO_BASE_DIR=str(tmp_path), CRYPTO_NJOBS="2")
+    for argv in (["kline-type", "spot", "1m", "--split-gaps", "--with-vwap", "--with-funding-rates"], ["resample-type", "spot", "1h", "15m"]):
+        done = subprocess.run([sys.executable, "-X", "importtime", str(REPO / "bhds.py"), "generate", *argv], env=env, capture_output=True, text=True, check=True)
+        assert "files=0 " in done.stdout and "unchanged=" in done.stdout
+        imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+        assert not {"numpy", "pyarrow"} & imported
 
 
 # ---- the whole pipeline against the fake Binance: a re-uploaded day ----

@@ -21,7 +21,7 @@ from typing import TypeVar
 
 from bhds import storage
 from bhds.errors import BhdsError, DataError, InputError
-from bhds.generate.builds import FORMAT, BuildRecord, Unit, digest, file_stat, files_stat, outputs_of, tree_files
+from bhds.generate.builds import FORMAT, BuildRecord, FileStat, Unit, digest, file_stat, files_stat, outputs_of, tree_files
 from bhds.generate.contracts import CONTRACT_SIZES_CACHE, load_sizes, sizes_for
 from bhds.generate.offsets import ResamplePlan, plan_resample
 from bhds.generate.jobs import RESAMPLE_SOURCE_INTERVAL, KlineJob, ResampleJob, TaskResult, run_kline_job, run_resample_job
@@ -191,6 +191,7 @@ def kline(settings: Settings, *, trade_type, time_interval, symbol, split_gaps, 
     with storage.stage_lock(layout, _kline_stage(trade_type, time_interval), settings.lock_timeout):
         storage.recover_dir(_real_dir(target))
         sizes = _contract_sizes(layout, trade_type, [symbol], with_vwap)
+        unit_digest = _kline_digest(layout, trade_type, time_interval, symbol, sizes.get(symbol), options)  # before the inputs are read
         result = run_kline_job(_kline_job(layout, trade_type, time_interval, symbol, target, sizes, **options))
         if result.skipped:
             log.warning("no parsed archive klines for %s %s %s: nothing generated (run aws_kline parse first)", symbol, trade_type.value, time_interval)
@@ -200,6 +201,9 @@ def kline(settings: Settings, *, trade_type, time_interval, symbol, split_gaps, 
                 path.unlink(missing_ok=True)
             if stale:
                 log.info("removed stale segments of %s: %s", symbol, ", ".join(_stem(p) for p in stale))
+            # So that `kline-type` with the same options need not build this symbol again.
+            record = BuildRecord.load(_record_path(layout, _kline_stage(trade_type, time_interval)))
+            record.save({**record.units, symbol: Unit(unit_digest, outputs_of(target, [parquet_in(target, n).name for n in result.files]))})
         _count(summary, result)
     return summary
 
@@ -285,8 +289,16 @@ def resample(settings: Settings, *, trade_type, symbol, resample_interval, base_
         storage.recover_dir(_real_dir(target))
         if not source.exists():
             raise InputError(f"no 1m results for {symbol} ({source}): run `generate kline {trade_type.value} 1m {symbol}` first")
+        digests = {_resample_key(o.name, symbol): _resample_digest(plan, o.name, file_stat(source)) for o in plan.offsets}
         _count(summary, run_resample_job(ResampleJob(source, trade_type, plan, target)))
+        # So that `resample-type` need not resample this file again.
+        record = BuildRecord.load(_record_path(layout, _resample_stage(trade_type, resample_interval)))
+        record.save({**record.units, **{key: Unit(d, outputs_of(target, [key])) for key, d in digests.items()}})
     return summary
+
+
+def _resample_digest(plan: ResamplePlan, offset: str, source_stat: FileStat | None) -> str:
+    return digest(FORMAT, plan.interval.text, offset, source_stat)
 
 
 def _resample_key(offset: str, name: str) -> str:
@@ -327,7 +339,7 @@ def resample_type(settings: Settings, *, trade_type, resample_interval, base_off
             stale = []
             for offset in plan.offsets:
                 key = _resample_key(offset.name, name)
-                digests[key] = digest(FORMAT, plan.interval.text, offset.name, source_stat)
+                digests[key] = _resample_digest(plan, offset.name, source_stat)
                 unit = record.current(key, digests[key], target)
                 if unit is None:
                     stale.append(offset)
