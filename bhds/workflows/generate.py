@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import multiprocessing
 import re
 import shutil
 import uuid
@@ -24,7 +25,7 @@ from bhds.errors import BhdsError, DataError, InputError
 from bhds.generate.builds import FORMAT, BuildRecord, FileStat, Unit, digest, file_stat, files_stat, outputs_of, tree_files
 from bhds.generate.contracts import CONTRACT_SIZES_CACHE, load_sizes, sizes_for
 from bhds.generate.offsets import ResamplePlan, plan_resample
-from bhds.generate.jobs import RESAMPLE_SOURCE_INTERVAL, KlineJob, ResampleJob, TaskResult, run_kline_job, run_resample_job
+from bhds.generate.jobs import RESAMPLE_SOURCE_INTERVAL, TASKS_MODULE, KlineJob, ResampleJob, TaskResult, run_kline_job, run_resample_job
 from bhds.parallel import imap_isolated
 from bhds.paths import PARQUET_SUFFIX, Layout, list_files, list_subdirs, parquet_in, resampled_file_in, staging_dir
 from bhds.progress import bar
@@ -105,6 +106,9 @@ def _count(summary: RunSummary, result: TaskResult) -> None:
 def _run_all(func: Callable[[J], TaskResult], jobs: Sequence[J], label: Callable[[J], str], settings: Settings,
              summary: RunSummary) -> tuple[list[tuple[J, TaskResult]], list[J]]:
     """Run the jobs on every core and count what they wrote; return (jobs done with their results, jobs that failed)."""
+    # The pool's workers fork from the forkserver (`bhds.parallel`): have it import the task code
+    # (numpy, pyarrow) once, rather than each worker after its start and the server the CLI.
+    multiprocessing.get_context("forkserver").set_forkserver_preload([TASKS_MODULE])
     done: list[tuple[J, TaskResult]] = []
     failed: list[J] = []
     with bar(total=len(jobs), desc="Processing tasks", unit="task") as progress:
