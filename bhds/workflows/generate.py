@@ -2,9 +2,11 @@
 
 `kline-type` and `resample-type` build their whole output tree in a staging directory beside the
 old one and swap it in at the end, so readers never see a half-built tree and a failed or killed
-run leaves the previous results. One symbol's (file's) failure is reported, its previous outputs
-are carried over, and the others go on. Single-symbol commands write their files atomically in
-place.
+run leaves the previous results. They are incremental: only the units whose inputs changed since
+the last run (`bhds.generate.builds`) are computed; the others' files are hard-linked into the
+staging tree, and a run with nothing to do writes nothing. One symbol's (file's) failure is
+reported, its previous outputs are carried over, and the others go on. Single-symbol commands
+write their files atomically in place.
 """
 
 from __future__ import annotations
