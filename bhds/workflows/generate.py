@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import filecmp
 import logging
 import multiprocessing
 import re
@@ -164,6 +165,19 @@ def _link_outputs(units: Sequence[Unit], source: Path, staging: Path) -> None:
             storage.link_or_copy(source / name, staging / name)
 
 
+def _keep_if_identical(previous: Path, rebuilt: Path) -> None:
+    """Keep the previous file (its inode and mtime) where a rebuild wrote the same bytes.
+
+    A re-uploaded day changes a symbol's latest segment, not its older `SP<i>_` files: those
+    stay the same files, so `resample-type` sees them unchanged.
+    """
+    try:
+        if previous.stat().st_size == rebuilt.stat().st_size and filecmp.cmp(previous, rebuilt, shallow=False):
+            storage.link_or_copy(previous, rebuilt)
+    except FileNotFoundError:
+        pass
+
+
 def _unchanged(summary: RunSummary, count: int) -> None:
     if count:
         summary.notes["unchanged"] = count
@@ -265,7 +279,10 @@ def kline_type(settings: Settings, *, trade_type, time_interval, split_gaps, min
             jobs = [_kline_job(layout, trade_type, time_interval, s, staging, sizes, **options) for s in by_size]
             done, failed = _run_all(run_kline_job, jobs, lambda j: j.symbol, settings, summary)
             for job, result in done:
-                units[job.symbol] = Unit(digests[job.symbol], outputs_of(staging, [parquet_in(staging, n).name for n in result.files]))
+                names = [parquet_in(staging, n).name for n in result.files]
+                for name in names:
+                    _keep_if_identical(target / name, staging / name)
+                units[job.symbol] = Unit(digests[job.symbol], outputs_of(staging, names))
             for job in failed:
                 kept = _symbol_files(target, job.symbol)
                 for path in kept:
