@@ -6,6 +6,7 @@ an incremental run equals a full rebuild's.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -18,6 +19,7 @@ import pyarrow as pa
 import pytest
 
 from bhds.cli import main
+from bhds.generate.contracts import CONTRACT_SIZES_CACHE
 from bhds.paths import Layout
 from bhds.storage import read_table
 from bhds.types import TradeType
@@ -26,7 +28,7 @@ from tests.fakebinance import kline_key, read_member, reupload
 from tests.test_generate_support import klines, ms, settings_for, steps, write_api_day, write_archive, write_funding
 
 REPO = Path(__file__).resolve().parent.parent
-SPOT, UM = TradeType.spot, TradeType.um_futures
+SPOT, UM, CM = TradeType.spot, TradeType.um_futures, TradeType.cm_futures
 OPTIONS = dict(split_gaps=True, min_days=1, min_price_chg=0.1, with_vwap=True, with_funding_rates=True)
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
 
@@ -141,6 +143,23 @@ def test_api_days_and_funding_files_are_inputs_too(tmp_path: Path, layout: Layou
     changed = rewritten(before, snapshot(layout.root / "results_data"))
     assert changed and {Path(name).name for name in changed} == {"SOLUSDT.pqt"}
     full_rebuild_equals(tmp_path, layout, UM)
+
+
+def test_a_changed_coin_m_contract_size_rebuilds_that_symbol(tmp_path: Path, layout: Layout) -> None:
+    t = steps("2024-01-30", "2024-02-02")
+    for i, (symbol, usd) in enumerate((("BTCUSD_PERP", 100.0), ("ETHUSD_PERP", 10.0))):
+        table = klines(t, 100.0 + i, seed=i)  # `volume` counts contracts; `quote_volume` is the base-asset volume
+        base_volume = table.column("volume").to_numpy() * usd / (100.0 + i)
+        write_archive(layout, CM, symbol, "1m", table.set_column(6, "quote_volume", pa.array(base_volume)))
+    sizes = layout.cache_file(CONTRACT_SIZES_CACHE)
+    sizes.parent.mkdir(parents=True, exist_ok=True)
+    sizes.write_text(json.dumps({"BTCUSD_PERP": 100.0, "ETHUSD_PERP": 10.0}))
+    kline_type(tmp_path, CM)
+    before = snapshot(layout.root / "results_data")
+    sizes.write_text(json.dumps({"BTCUSD_PERP": 100.0, "ETHUSD_PERP": 20.0}))
+    summary = kline_type(tmp_path, CM)
+    assert (summary.files, summary.notes) == (1, {"unchanged": 1})
+    assert rewritten(before, snapshot(layout.root / "results_data")) == {"cm_futures/klines/1m/ETHUSD_PERP.pqt"}
 
 
 def test_other_options_rebuild_every_symbol(tmp_path: Path, layout: Layout) -> None:
