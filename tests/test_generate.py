@@ -488,7 +488,7 @@ def test_a_second_run_of_the_same_stage_is_refused_while_one_holds_the_lock(tmp_
 
 
 def test_arrow_numpy_round_trip_handles_nulls_offsets_and_chunks() -> None:
-    from bhds.generate.frame import to_arrow, to_numpy
+    from bhds.generate.frame import from_table, to_arrow, to_numpy
 
     floats = pa.array([1.5, None, 3.5, 4.5, None, 6.5]).slice(1)
     assert to_numpy(floats).tolist() == [0.0, 3.5, 4.5, 0.0, 6.5]
@@ -496,6 +496,11 @@ def test_arrow_numpy_round_trip_handles_nulls_offsets_and_chunks() -> None:
     assert to_numpy(stamps).tolist() == [0, 60_000, 120_000]
     back = to_arrow(np.array([5, 6], dtype=np.int64), TIMESTAMP)
     assert back.type == TIMESTAMP and back.cast(pa.int64()).to_pylist() == [5, 6]
+    # Rows without a time are dropped, in every column, across chunks and slice offsets.
+    table = pa.table({"candle_begin_time": pa.chunked_array([pa.array([0, None, 60_000], type=TIMESTAMP).slice(1), pa.array([None, 120_000], type=TIMESTAMP)]),
+                      "open": pa.chunked_array([pa.array([9.0, 1.0, 2.0]).slice(1), pa.array([3.0, None])])})
+    cols = from_table(table)
+    assert cols["candle_begin_time"].tolist() == [60_000, 120_000] and cols["open"].tolist() == [2.0, 0.0]
 
 
 @pytest.mark.parametrize("value", ["-0.5", "nan"])

@@ -109,9 +109,9 @@ def _count(summary: RunSummary, result: TaskResult) -> None:
 def _run_all(func: Callable[[J], TaskResult], jobs: Sequence[J], label: Callable[[J], str], settings: Settings,
              summary: RunSummary) -> tuple[list[tuple[J, TaskResult]], list[J]]:
     """Run the jobs on every core and count what they wrote; return (jobs done with their results, jobs that failed)."""
-    # The pool's workers fork from the forkserver (`bhds.parallel`): have it import the task code
-    # (numpy, pyarrow) once, rather than each worker after its start and the server the CLI.
-    multiprocessing.get_context("forkserver").set_forkserver_preload([TASKS_MODULE])
+    # The pool's workers fork from the forkserver (`bhds.parallel`): have it import the entry
+    # script and the task code (numpy, pyarrow) once, rather than every worker after its start.
+    multiprocessing.get_context("forkserver").set_forkserver_preload(["__main__", TASKS_MODULE])
     done: list[tuple[J, TaskResult]] = []
     failed: list[J] = []
     with bar(total=len(jobs), desc="Processing tasks", unit="task") as progress:
