@@ -48,6 +48,11 @@ class Stage:
 ELSEWHERE = "elsewhere"  # beside binance_data in each base: the "other disk"
 
 
+_KLINE_TYPE_ARGS = ("spot", "1m", "--split-gaps", "--with-vwap", "--no-with-funding-rates")
+_PREPARED = (("aws_kline", "download-spot", "1m"), ("aws_kline", "verify-type-all", "spot", "1m"), ("aws_kline", "parse-type-all", "spot", "1m"),
+             ("api_data", "download-aws-missing-kline-type", "spot", "1m"))
+_ONE_API_DAY = ("api_data", "download-kline", "spot", "1m", "BTCUSDT", "20250105")
+
 STAGES = (
     Stage("download", (), ("aws_kline", "download-spot", "1m")),
     Stage("verify", (("aws_kline", "download-um-futures", "1m"),), ("aws_kline", "verify-type-all", "um_futures", "1m")),
@@ -69,6 +74,12 @@ STAGES = (
     Stage("resample", (("aws_kline", "download-spot", "1m"), ("aws_kline", "verify-type-all", "spot", "1m"),
                        ("aws_kline", "parse-type-all", "spot", "1m"),
                        ("generate", "kline-type", "spot", "1m", "--split-gaps", "--with-vwap", "--no-with-funding-rates")),
+          ("generate", "resample-type", "spot", "1h", "15m")),
+    # Incremental runs: results exist, then the API rewrites one day of BTCUSDT, so only BTCUSDT is rebuilt.
+    Stage("generate-incremental", (*_PREPARED, ("generate", "kline-type", *_KLINE_TYPE_ARGS), _ONE_API_DAY),
+          ("generate", "kline-type", *_KLINE_TYPE_ARGS)),
+    Stage("resample-incremental", (*_PREPARED, ("generate", "kline-type", *_KLINE_TYPE_ARGS), ("generate", "resample-type", "spot", "1h", "15m"),
+                                   _ONE_API_DAY, ("generate", "kline-type", *_KLINE_TYPE_ARGS)),
           ("generate", "resample-type", "spot", "1h", "15m")),
 )
 STAGE_BY_NAME = {stage.name: stage for stage in STAGES}

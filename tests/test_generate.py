@@ -216,6 +216,8 @@ def test_funding_lands_on_its_candle_api_wins_and_column_rules(tmp_path: Path, l
     t = steps("2024-01-01", "2024-01-03")
     write_archive(layout, UM, "BTCUSDT", "1m", klines(t, 100.0))
     write_archive(layout, UM, "NOFUNDUSDT", "1m", klines(t, 100.0))
+    write_archive(layout, UM, "NEWUSDT", "1m", klines(t, 100.0))
+    write_funding(layout, UM, "NEWUSDT", [ms("2024-01-02T08:00")], [0.0007], api=True)  # listed this month: API funding only
     write_archive(layout, SPOT, "BTCUSDT", "1m", klines(t, 100.0))
     write_funding(layout, SPOT, "BTCUSDT", [ms("2024-01-01T08:00")], [0.5])  # never used for spot
     write_funding(layout, UM, "BTCUSDT", [ms("2024-01-01") + 1, ms("2024-01-01T08:00") + 5, ms("2024-01-01T16:00")], [0.0001, 0.0002, 0.0003])
@@ -223,7 +225,11 @@ def test_funding_lands_on_its_candle_api_wins_and_column_rules(tmp_path: Path, l
 
     kline_type(tmp_path, UM)
     out = results(tmp_path, UM)
-    assert "funding_rate" not in out["NOFUNDUSDT"].column_names  # no archive funding history: no column
+    # Every futures file has the column, so a glob read of the folder never misses it; 0 where no event.
+    assert out["NOFUNDUSDT"].column("funding_rate").to_numpy().tolist() == [0.0] * len(t)
+    new = out["NEWUSDT"].to_pandas().set_index("candle_begin_time")["funding_rate"]
+    assert new[new != 0].to_dict() == {pd.Timestamp("2024-01-02T08:00", tz="UTC"): 0.0007}
+    assert pl.read_parquet(Layout(tmp_path / "binance_data").results_kline_dir(UM, "1m") / "*.pqt").columns[-1] == "funding_rate"
     df = out["BTCUSDT"].to_pandas().set_index("candle_begin_time")["funding_rate"]
     nonzero = df[df != 0]
     assert [str(i) for i in nonzero.index] == ["2024-01-01 00:00:00+00:00", "2024-01-01 08:00:00+00:00", "2024-01-01 16:00:00+00:00", "2024-01-02 00:00:00+00:00"]
@@ -482,7 +488,7 @@ def test_a_second_run_of_the_same_stage_is_refused_while_one_holds_the_lock(tmp_
 
 
 def test_arrow_numpy_round_trip_handles_nulls_offsets_and_chunks() -> None:
-    from bhds.generate.frame import to_arrow, to_numpy
+    from bhds.generate.frame import from_table, to_arrow, to_numpy
 
     floats = pa.array([1.5, None, 3.5, 4.5, None, 6.5]).slice(1)
     assert to_numpy(floats).tolist() == [0.0, 3.5, 4.5, 0.0, 6.5]
@@ -490,6 +496,11 @@ def test_arrow_numpy_round_trip_handles_nulls_offsets_and_chunks() -> None:
     assert to_numpy(stamps).tolist() == [0, 60_000, 120_000]
     back = to_arrow(np.array([5, 6], dtype=np.int64), TIMESTAMP)
     assert back.type == TIMESTAMP and back.cast(pa.int64()).to_pylist() == [5, 6]
+    # Rows without a time are dropped, in every column, across chunks and slice offsets.
+    table = pa.table({"candle_begin_time": pa.chunked_array([pa.array([0, None, 60_000], type=TIMESTAMP).slice(1), pa.array([None, 120_000], type=TIMESTAMP)]),
+                      "open": pa.chunked_array([pa.array([9.0, 1.0, 2.0]).slice(1), pa.array([3.0, None])])})
+    cols = from_table(table)
+    assert cols["candle_begin_time"].tolist() == [60_000, 120_000] and cols["open"].tolist() == [2.0, 0.0]
 
 
 @pytest.mark.parametrize("value", ["-0.5", "nan"])

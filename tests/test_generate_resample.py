@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +16,7 @@ from bhds.cli import main
 from bhds.errors import InputError
 from bhds.generate.offsets import plan_resample
 from bhds.paths import Layout, list_files, list_subdirs
-from bhds.schema import KLINE_SCHEMA
+from bhds.schema import KLINE_SCHEMA, TIMESTAMP
 from bhds.storage import write_table
 from bhds.types import TradeType
 from bhds.workflows import generate
@@ -21,6 +24,7 @@ from tests.test_generate import assert_same_in_pandas_and_polars
 from tests.test_generate_support import HOUR, MINUTE, klines, ms, read, settings_for, steps, times, write_archive, write_funding
 
 SPOT, UM, CM = TradeType.spot, TradeType.um_futures, TradeType.cm_futures
+REAL = Path(__file__).resolve().parent / "data" / "real" / "spot" / "daily" / "klines" / "BTCUSDT" / "1m"
 SUMS = ["volume", "quote_volume", "trade_num", "taker_buy_base_asset_volume", "taker_buy_quote_asset_volume"]
 
 
@@ -91,16 +95,14 @@ def test_bad_offsets_are_one_line_usage_errors(tmp_path: Path, monkeypatch: pyte
 
 # ---- windows and aggregations against an independent pandas reference ----
 
-def reference(table: pa.Table, interval_ms: int, offset_ms: int, weight: str) -> pd.DataFrame:
+def reference(table: pa.Table, interval_ms: int, offset_ms: int) -> pd.DataFrame:
     """Windows computed the slow, obvious way: group minutes by (t − offset) // interval."""
     df = table.to_pandas()
     df["t"] = times(table)
     df["window"] = (df.t - offset_ms) // interval_ms * interval_ms + offset_ms
-    df["num"] = df[weight] * df["avg_price_1m"]
     g = df.groupby("window")
     out = pd.DataFrame({"open": g.open.first(), "high": g.high.max(), "low": g.low.min(), "close": g.close.last(), **{c: g[c].sum() for c in SUMS}})
-    w = g[weight].sum()
-    out["avg_price_1m"] = np.clip(np.where(w > 0, g.num.sum() / w.where(w > 0, 1), out.open), out.low, out.high)
+    out["avg_price_1m"] = g.avg_price_1m.first()  # the first minute's VWAP, as the legacy tool
     complete = g.t.max() + MINUTE - g.t.min() == interval_ms
     return out[complete]
 
@@ -117,13 +119,58 @@ def test_windows_match_a_pandas_reference(tmp_path: Path, layout: Layout, interv
         if offset.name not in checked:
             continue
         got = read(layout.resampled_file(SPOT, interval, offset.name, "BTCUSDT"))
-        want = reference(source, interval_ms, offset.blocks * plan.block_ms, "volume")
+        want = reference(source, interval_ms, offset.blocks * plan.block_ms)
         assert got.schema.equals(source.schema)
         assert (times(got) == want.index.to_numpy()).all()  # labelled by start, incomplete edges dropped
         g = got.to_pandas()
         for name in ["open", "high", "low", "close", *SUMS, "avg_price_1m"]:
             assert np.allclose(g[name].to_numpy(), want[name].to_numpy(), rtol=1e-12, atol=0), name
         assert g["trade_num"].dtype == np.int64
+
+
+def real_minutes() -> pa.Table:
+    """Binance's own BTCUSDT 1m rows of 2020-01-01..03, straight from the zips' CSV."""
+    rows = []
+    for path in sorted(REAL.glob("*.zip")):
+        with zipfile.ZipFile(path) as archive:
+            rows += list(csv.reader(io.TextIOWrapper(archive.open(archive.namelist()[0]))))
+    col = lambda i, kind: [kind(r[i]) for r in rows]  # noqa: E731
+    return pa.table({"candle_begin_time": pa.array(col(0, int), type=TIMESTAMP), "open": col(1, float), "high": col(2, float), "low": col(3, float),
+                     "close": col(4, float), "volume": col(5, float), "quote_volume": col(7, float), "trade_num": col(8, int),
+                     "taker_buy_base_asset_volume": col(9, float), "taker_buy_quote_asset_volume": col(10, float)}, schema=KLINE_SCHEMA)
+
+
+def test_resampled_vwap_is_the_first_minutes_on_real_binance_minutes(tmp_path: Path, layout: Layout) -> None:
+    """avg_price_1m of a resampled bar is the VWAP of its first minute (contract §6.12), at every offset.
+
+    A strategy enters at the next bar's avg_price_1m: a whole-window VWAP there would use up to an
+    hour of future prices. Minutes 03:00-03:02 of Jan 1st are removed, so the bars opening then
+    start on gap-filled minutes, whose VWAP is the previous close (the legacy fill).
+    """
+    table = real_minutes()
+    t = times(table)
+    hole = (t >= ms("2020-01-01T03:00")) & (t < ms("2020-01-01T03:03"))
+    write_archive(layout, SPOT, "BTCUSDT", "1m", table.filter(pa.array(~hole)))
+    generate.kline_type(settings_for(tmp_path), trade_type=SPOT, time_interval="1m", split_gaps=True, min_days=1, min_price_chg=0.1, with_vwap=True, with_funding_rates=False)
+    resample_type(tmp_path, SPOT, "1h", "5m")
+
+    df = table.to_pandas()
+    minute_vwap = np.clip(df.quote_volume / df.volume, df.low, df.high)  # every real minute here traded
+    expected = dict(zip(t.tolist(), minute_vwap))
+    previous_close = float(df.close[t == ms("2020-01-01T02:59")].iloc[0])
+    for minute in (ms("2020-01-01T03:00"), ms("2020-01-01T03:01"), ms("2020-01-01T03:02")):
+        expected[minute] = previous_close
+    for offset in plan_resample("1h", "5m").offsets:
+        bars = read(layout.resampled_file(SPOT, "1h", offset.name, "BTCUSDT"))
+        begin = times(bars)
+        assert len(begin) >= 70
+        assert bars.column("avg_price_1m").to_pylist() == [expected[b] for b in begin.tolist()], offset.name
+        window_vwap = bars.column("quote_volume").to_numpy() / bars.column("volume").to_numpy()
+        assert not np.allclose(bars.column("avg_price_1m").to_numpy(), window_vwap)
+    one = read(layout.resampled_file(SPOT, "1h", "5m", "BTCUSDT")).to_pandas().set_index("candle_begin_time")
+    assert one.avg_price_1m[pd.Timestamp("2020-01-01T01:05", tz="UTC")] == 58283.84729024 / 8.112425  # the CSV row of 01:05
+    zero = read(layout.resampled_file(SPOT, "1h", "0m", "BTCUSDT")).to_pandas().set_index("candle_begin_time")
+    assert zero.avg_price_1m[pd.Timestamp("2020-01-01T03:00", tz="UTC")] == previous_close
 
 
 def test_leading_and_trailing_partial_windows_are_dropped(tmp_path: Path, layout: Layout) -> None:
@@ -159,7 +206,7 @@ def test_funding_from_generate_kline_type_through_resample(tmp_path: Path, layou
         assert read(layout.resampled_file(UM, "1h", offset, "ETHUSDT")).column("funding_rate").to_numpy().sum() == pytest.approx(0.03)
 
 
-def test_coin_m_window_vwap_weights_by_base_asset_volume(tmp_path: Path, layout: Layout) -> None:
+def test_coin_m_resampled_vwap_is_the_first_minutes(tmp_path: Path, layout: Layout) -> None:
     t = steps("2024-01-01", "2024-01-01T02:00")
     price = np.where(np.arange(len(t)) % 2 == 0, 100.0, 200.0)
     contracts = np.full(len(t), 10.0)
@@ -168,8 +215,8 @@ def test_coin_m_window_vwap_weights_by_base_asset_volume(tmp_path: Path, layout:
     write_table(table, layout.results_kline_file(CM, "1m", "ETHUSD_PERP"))
     resample_type(tmp_path, CM, "1h", "0m")
     vwap = read(layout.resampled_file(CM, "1h", "0m", "ETHUSD_PERP")).column("avg_price_1m").to_numpy()
-    # Equal USD notional at 100 and 200: the VWAP is the harmonic mean 133.33, not the plain mean 150.
-    assert np.allclose(vwap, 400 / 3)
+    # Each hour opens on a minute at 100: that minute's VWAP, not the window's (the harmonic mean 133.33).
+    assert vwap.tolist() == [100.0, 100.0]
 
 
 def test_weekly_windows_open_on_monday_and_daily_on_midnight(tmp_path: Path, layout: Layout) -> None:

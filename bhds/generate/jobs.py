@@ -14,6 +14,7 @@ from bhds.generate.offsets import ResamplePlan
 from bhds.types import TradeType
 
 RESAMPLE_SOURCE_INTERVAL = "1m"
+TASKS_MODULE = "bhds.generate.tasks"  # what a worker imports to run a job
 
 
 @dataclass(frozen=True)

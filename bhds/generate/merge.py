@@ -43,7 +43,3 @@ def vwap(cols: Columns, *, contract_size: float | None = None) -> np.ndarray:
     price[~np.isfinite(price)] = np.nan
     return price
 
-
-def base_volume_column(coin_margined: bool) -> str:
-    """The column holding the base-asset volume, the weight of a VWAP over several candles."""
-    return "quote_volume" if coin_margined else "volume"

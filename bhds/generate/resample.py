@@ -91,13 +91,13 @@ def _plan_windows(t: np.ndarray, plan: ResamplePlan) -> tuple[_Runs, dict[str, _
     return blocks, offsets
 
 
-def resample_columns(read: ColumnReader, names: Sequence[str], plan: ResamplePlan, *, vwap_name: str | None, weight_name: str) -> dict[str, Columns]:
+def resample_columns(read: ColumnReader, names: Sequence[str], plan: ResamplePlan, *, vwap_name: str | None) -> dict[str, Columns]:
     """Resampled frames by offset name, with the columns `names` (dtypes kept), fetched one by one with `read`.
 
     Sums for volumes, trade counts and `funding_rate` (the legacy tool took the window's first
-    funding value, which is 0 at every offset but 0); the VWAP column becomes the window's VWAP,
-    weighted by base-asset volume (`weight_name`), clipped into [low, high], `open` when the
-    window traded nothing.
+    funding value, which is 0 at every offset but 0). The VWAP column (`vwap_name`) keeps its
+    legacy meaning: the VWAP of the window's first minute, the price a strategy can still trade at
+    when the bar opens; the window's own VWAP is quote_volume / volume of the bar.
     """
     t = read(TIME)
     index = None
@@ -114,28 +114,10 @@ def resample_columns(read: ColumnReader, names: Sequence[str], plan: ResamplePla
     blocks, offsets = _plan_windows(t, plan)
     result: dict[str, Columns] = {name: {TIME: o.begin} for name, o in offsets.items()}
     for name in names:
-        if name in (TIME, vwap_name) or name not in _AGGREGATE:
+        how = "first" if name == vwap_name else _AGGREGATE.get(name)
+        if name == TIME or how is None:
             continue
-        how = _AGGREGATE[name]
         per_block = getattr(blocks, how)(column(name))
         for offset_name, o in offsets.items():
             result[offset_name][name] = getattr(o.windows, how)(per_block)[o.complete]
-    if vwap_name is not None:
-        _add_vwap(column(vwap_name), column(weight_name), blocks, offsets, result, vwap_name)
     return {offset_name: {name: frame[name] for name in names if name in frame} for offset_name, frame in result.items()}
-
-
-def _add_vwap(price: np.ndarray, weight: np.ndarray, blocks: _Runs, offsets: dict[str, _Offset], result: dict[str, Columns], name: str) -> None:
-    traded = weight > 0  # minutes without trades (or a null weight) contribute nothing
-    with np.errstate(invalid="ignore"):
-        num = blocks.sum(np.where(traded, weight * price, 0.0))
-    den = blocks.sum(np.where(traded, weight, 0.0))
-    del price, weight, traded
-    for offset_name, o in offsets.items():
-        frame = result[offset_name]
-        w_num, w_den = o.windows.sum(num)[o.complete], o.windows.sum(den)[o.complete]
-        vwap = frame["open"].copy()
-        has = w_den > 0
-        vwap[has] = w_num[has] / w_den[has]
-        frame[name] = np.clip(vwap, frame["low"], frame["high"])
-

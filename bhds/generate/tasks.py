@@ -19,7 +19,7 @@ from bhds.generate.frame import FUNDING, TIME, Columns
 from bhds.generate.funding import funding_on_grid, funding_series
 from bhds.generate.gaps import fill, gap_starts, segment_names, segments
 from bhds.generate.jobs import RESAMPLE_SOURCE_INTERVAL, KlineJob, ResampleJob, TaskResult
-from bhds.generate.merge import base_volume_column, merge, traded, vwap
+from bhds.generate.merge import merge, traded, vwap
 from bhds.generate.resample import resample_columns
 from bhds.paths import PARQUET_SUFFIX, Layout, list_files, parquet_in, resampled_file_in
 from bhds.schema import API_FUNDING_SCHEMA, KLINE_SCHEMA, PARSED_FUNDING_SCHEMA, vwap_column
@@ -58,14 +58,20 @@ def _read_funding(path: Path, schema: pa.Schema) -> tuple[np.ndarray, np.ndarray
     return cols[TIME], cols[FUNDING]
 
 
+_NO_EVENTS = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64))
+
+
 def _funding_events(layout: Layout, job: KlineJob) -> tuple[np.ndarray, np.ndarray] | None:
-    """The symbol's funding events, or None when the file gets no funding column (contract §5.6)."""
+    """The symbol's funding events, or None when the file gets no funding column.
+
+    Every futures file gets the column when funding is asked for, 0 where no event fell, so a glob
+    read of a results folder never meets a file without it. (The legacy tool left it out when the
+    archive had no funding for the symbol, e.g. one listed this month, and ignored the API's.)
+    """
     if not (job.trade_type.is_futures and job.with_funding_rates):
         return None
     parsed = _read_funding(layout.parsed_funding_file(job.trade_type, job.symbol), PARSED_FUNDING_SCHEMA)
-    if parsed is None:  # no archive funding history: no column at all, whatever the API has
-        return None
-    return funding_series(parsed, _read_funding(layout.api_funding_file(job.trade_type, job.symbol), API_FUNDING_SCHEMA))
+    return funding_series(parsed or _NO_EVENTS, _read_funding(layout.api_funding_file(job.trade_type, job.symbol), API_FUNDING_SCHEMA))
 
 
 def _gap_starts(cols: Columns, rows: np.ndarray, job: KlineJob, interval: Interval) -> np.ndarray:
@@ -135,8 +141,7 @@ def resample_file(job: ResampleJob) -> TaskResult:
             field = schema.field(column)
             return frame.to_numpy(source.column(column, field.type))
 
-        weight = base_volume_column(job.trade_type is TradeType.cm_futures)
-        frames = resample_columns(read, schema.names, job.plan, vwap_name=vwap_name, weight_name=weight)
+        frames = resample_columns(read, schema.names, job.plan, vwap_name=vwap_name)
     for offset, out in frames.items():
         result.bytes += storage.write_table_numeric(frame.to_table(out, schema), resampled_file_in(job.out_dir, offset, name))
         result.rows += len(out[TIME])

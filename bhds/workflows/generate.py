@@ -2,15 +2,20 @@
 
 `kline-type` and `resample-type` build their whole output tree in a staging directory beside the
 old one and swap it in at the end, so readers never see a half-built tree and a failed or killed
-run leaves the previous results. One symbol's (file's) failure is reported, its previous outputs
-are carried over, and the others go on. Single-symbol commands write their files atomically in
-place.
+run leaves the previous results. They are incremental: only the units whose inputs changed since
+the last run (`bhds.generate.builds`) are computed; the others' files are hard-linked into the
+staging tree, and a run with nothing to do writes nothing. One symbol's (file's) failure is
+reported, its previous outputs are carried over, and the others go on. Single-symbol commands
+write their files atomically in place.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import filecmp
 import logging
+import multiprocessing
 import re
 import shutil
 import uuid
@@ -20,9 +25,10 @@ from typing import TypeVar
 
 from bhds import storage
 from bhds.errors import BhdsError, DataError, InputError
+from bhds.generate.builds import FORMAT, BuildRecord, FileStat, Unit, digest, file_stat, files_stat, outputs_of, tree_files
 from bhds.generate.contracts import CONTRACT_SIZES_CACHE, load_sizes, sizes_for
 from bhds.generate.offsets import ResamplePlan, plan_resample
-from bhds.generate.jobs import RESAMPLE_SOURCE_INTERVAL, KlineJob, ResampleJob, TaskResult, run_kline_job, run_resample_job
+from bhds.generate.jobs import RESAMPLE_SOURCE_INTERVAL, TASKS_MODULE, KlineJob, ResampleJob, TaskResult, run_kline_job, run_resample_job
 from bhds.parallel import imap_isolated
 from bhds.paths import KLINES, PARQUET_SUFFIX, Layout, list_files, list_subdirs, lock_name, parquet_in, resampled_file_in, staging_dir
 from bhds.progress import bar
@@ -101,8 +107,13 @@ def _count(summary: RunSummary, result: TaskResult) -> None:
     summary.bytes += result.bytes
 
 
-def _run_all(func: Callable[[J], TaskResult], jobs: Sequence[J], label: Callable[[J], str], settings: Settings, summary: RunSummary) -> list[J]:
-    """Run the jobs on every core, count what they wrote, and return the jobs that failed."""
+def _run_all(func: Callable[[J], TaskResult], jobs: Sequence[J], label: Callable[[J], str], settings: Settings,
+             summary: RunSummary) -> tuple[list[tuple[J, TaskResult]], list[J]]:
+    """Run the jobs on every core and count what they wrote; return (jobs done with their results, jobs that failed)."""
+    # The pool's workers fork from the forkserver (`bhds.parallel`): have it import the entry
+    # script and the task code (numpy, pyarrow) once, rather than every worker after its start.
+    multiprocessing.get_context("forkserver").set_forkserver_preload(["__main__", TASKS_MODULE])
+    done: list[tuple[J, TaskResult]] = []
     failed: list[J] = []
     with bar(total=len(jobs), desc="Processing tasks", unit="task") as progress:
         for job, outcome in imap_isolated(func, jobs, settings.n_jobs):
@@ -114,7 +125,8 @@ def _run_all(func: Callable[[J], TaskResult], jobs: Sequence[J], label: Callable
                 failed.append(job)
             else:
                 _count(summary, outcome)
-    return failed
+                done.append((job, outcome))
+    return done, failed
 
 
 def _largest_first(items: list[J], files: Callable[[J], list[Path]]) -> list[J]:
@@ -139,6 +151,35 @@ def _build_and_swap(target: Path, build: Callable[[Path], None]) -> None:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _link_outputs(units: Sequence[Unit], source: Path, staging: Path) -> None:
+    """Put the files of units that need no rebuild into the new tree (hard links: same inode, same mtime)."""
+    for unit in units:
+        for name in unit.outputs:
+            storage.link_or_copy(source / name, staging / name)
+
+
+def _keep_if_identical(previous: Path, rebuilt: Path) -> None:
+    """Keep the previous file (its inode and mtime) where a rebuild wrote the same bytes.
+
+    A re-uploaded day changes a symbol's latest segment, not its older `SP<i>_` files: those
+    stay the same files, so `resample-type` sees them unchanged.
+    """
+    try:
+        if previous.stat().st_size == rebuilt.stat().st_size and filecmp.cmp(previous, rebuilt, shallow=False):
+            storage.link_or_copy(previous, rebuilt)
+    except FileNotFoundError:
+        pass
+
+
+def _unchanged(summary: RunSummary, count: int) -> None:
+    if count:
+        summary.notes["unchanged"] = count
+
+
+def _record_path(layout: Layout, stage: str) -> Path:
+    return layout.cache_file(f"{stage}.json")
 
 
 # ---- generate kline / kline-type ----
@@ -167,6 +208,7 @@ def kline(settings: Settings, *, trade_type, time_interval, symbol, split_gaps, 
     with storage.stage_lock(layout, _kline_stage(trade_type, time_interval), settings.lock_timeout):
         storage.recover_dir(target)
         sizes = _contract_sizes(layout, trade_type, [symbol], with_vwap)
+        unit_digest = _kline_digest(layout, trade_type, time_interval, symbol, sizes.get(symbol), options)  # before the inputs are read
         result = run_kline_job(_kline_job(layout, trade_type, time_interval, symbol, target, sizes, **options))
         if result.skipped:
             log.warning("no parsed archive klines for %s %s %s: nothing generated (run aws_kline parse first)", symbol, trade_type.value, time_interval)
@@ -176,12 +218,28 @@ def kline(settings: Settings, *, trade_type, time_interval, symbol, split_gaps, 
                 path.unlink(missing_ok=True)
             if stale:
                 log.info("removed stale segments of %s: %s", symbol, ", ".join(_stem(p) for p in stale))
+            # So that `kline-type` with the same options need not build this symbol again.
+            record = BuildRecord.load(_record_path(layout, _kline_stage(trade_type, time_interval)))
+            record.save({**record.units, symbol: Unit(unit_digest, outputs_of(target, [parquet_in(target, n).name for n in result.files]))})
         _count(summary, result)
     return summary
 
 
+def _kline_digest(layout: Layout, trade_type: TradeType, interval: str, symbol: str, contract_size: float | None, options: dict[str, object]) -> str:
+    """What one symbol's result files depend on: its partitions, API days, funding files, contract size, the options."""
+    inputs = [layout.parsed_kline_dir(trade_type, symbol, interval), layout.api_kline_dir(trade_type, symbol, interval)]
+    files = [path for directory in inputs for path in list_files(directory, PARQUET_SUFFIX)]
+    if trade_type.is_futures and options["with_funding_rates"]:
+        files += [layout.parsed_funding_file(trade_type, symbol), layout.api_funding_file(trade_type, symbol)]
+    return digest(FORMAT, trade_type.value, interval, options, contract_size, files_stat(files, layout.root))
+
+
 def kline_type(settings: Settings, *, trade_type, time_interval, split_gaps, min_days, min_price_chg, with_vwap, with_funding_rates) -> RunSummary:
-    """`kline` for every symbol with a local archive kline directory, swapped in as one new tree."""
+    """`kline` for every symbol with a local archive kline directory, swapped in as one new tree.
+
+    Only the symbols whose inputs changed since the last run are built again (see `builds`); the
+    others' files are hard-linked into the new tree. When nothing changed nothing is written.
+    """
     trade_type = TradeType(trade_type)
     time_interval = _check_kline_args(time_interval, min_days, min_price_chg)
     layout = Layout(settings.data_dir)
@@ -191,8 +249,9 @@ def kline_type(settings: Settings, *, trade_type, time_interval, split_gaps, min
     log.info("results_dir=%s", target)
     _log_options(split_gaps, min_days, min_price_chg, with_vwap, with_funding_rates)
     options = dict(split_gaps=split_gaps, min_days=min_days, min_price_chg=min_price_chg, with_vwap=with_vwap, with_funding_rates=with_funding_rates)
+    stage = _kline_stage(trade_type, time_interval)
 
-    with storage.stage_lock(layout, _kline_stage(trade_type, time_interval), settings.lock_timeout):
+    with storage.stage_lock(layout, stage, settings.lock_timeout):
         storage.recover_dir(target)
         symbols = _kline_symbols(layout, trade_type, time_interval)
         if not symbols:
@@ -200,18 +259,37 @@ def kline_type(settings: Settings, *, trade_type, time_interval, split_gaps, min
             return summary
         log.info("num_symbols=%d (%s -- %s)", len(symbols), symbols[0], symbols[-1])
         sizes = _contract_sizes(layout, trade_type, symbols, with_vwap)
+        record = BuildRecord.load(_record_path(layout, stage))
+        digests = {s: _kline_digest(layout, trade_type, time_interval, s, sizes.get(s), options) for s in symbols}
+        units = {s: unit for s in symbols if (unit := record.current(s, digests[s], target)) is not None}
+        todo = [s for s in symbols if s not in units]
+        _unchanged(summary, len(units))
+        if not todo and tree_files(target) == {name for unit in units.values() for name in unit.outputs}:
+            log.info("nothing changed since the last run: %s left as it is", target)
+            return summary
+        log.info("%d symbols to build, %d unchanged", len(todo), len(units))
 
         def build(staging: Path) -> None:
-            by_size = _largest_first(symbols, lambda s: list_files(layout.parsed_kline_dir(trade_type, s, time_interval), PARQUET_SUFFIX))
+            _link_outputs(list(units.values()), target, staging)
+            by_size = _largest_first(todo, lambda s: list_files(layout.parsed_kline_dir(trade_type, s, time_interval), PARQUET_SUFFIX))
             jobs = [_kline_job(layout, trade_type, time_interval, s, staging, sizes, **options) for s in by_size]
-            for job in _run_all(run_kline_job, jobs, lambda j: j.symbol, settings, summary):
+            done, failed = _run_all(run_kline_job, jobs, lambda j: j.symbol, settings, summary)
+            for job, result in done:
+                names = [parquet_in(staging, n).name for n in result.files]
+                for name in names:
+                    _keep_if_identical(target / name, staging / name)
+                units[job.symbol] = Unit(digests[job.symbol], outputs_of(staging, names))
+            for job in failed:
                 kept = _symbol_files(target, job.symbol)
                 for path in kept:
                     storage.link_or_copy(path, parquet_in(staging, _stem(path)))
                 if kept:
                     log.warning("%s failed: kept its previous results (%d files)", job.symbol, len(kept))
+                if job.symbol in record.units:  # its old digest makes the next run try again
+                    units[job.symbol] = record.units[job.symbol]
 
         _build_and_swap(target, build)
+        record.save(units)
     return summary
 
 
@@ -233,12 +311,30 @@ def resample(settings: Settings, *, trade_type, symbol, resample_interval, base_
         storage.recover_dir(target)
         if not source.exists():
             raise InputError(f"no 1m results for {symbol} ({source}): run `generate kline {trade_type.value} 1m {symbol}` first")
+        digests = {_resample_key(o.name, symbol): _resample_digest(plan, o.name, file_stat(source)) for o in plan.offsets}
         _count(summary, run_resample_job(ResampleJob(source, trade_type, plan, target)))
+        # So that `resample-type` need not resample this file again.
+        record = BuildRecord.load(_record_path(layout, _resample_stage(trade_type, resample_interval)))
+        record.save({**record.units, **{key: Unit(d, outputs_of(target, [key])) for key, d in digests.items()}})
     return summary
 
 
+def _resample_digest(plan: ResamplePlan, offset: str, source_stat: FileStat | None) -> str:
+    return digest(FORMAT, plan.interval.text, offset, source_stat)
+
+
+def _resample_key(offset: str, name: str) -> str:
+    """A resample unit's key, which is also its output's path in the interval's tree."""
+    return str(resampled_file_in(Path(), offset, name))
+
+
 def resample_type(settings: Settings, *, trade_type, resample_interval, base_offset) -> RunSummary:
-    """Resample every 1m results file (SP<i>_ segments included), swapped in as one new tree."""
+    """Resample every 1m results file (SP<i>_ segments included), swapped in as one new tree.
+
+    Only the (file, offset) pairs whose 1m file changed since the last run are resampled again
+    (see `builds`); the others are hard-linked into the new tree. When nothing changed nothing is
+    written.
+    """
     trade_type = TradeType(trade_type)
     plan = plan_resample(resample_interval, base_offset)
     layout = Layout(settings.data_dir)
@@ -246,6 +342,7 @@ def resample_type(settings: Settings, *, trade_type, resample_interval, base_off
     target = layout.resampled_interval_dir(trade_type, resample_interval)
     log.info("Resample kline %s %s %s", trade_type.value, resample_interval, base_offset)
     log.info("Resampled kline directory: %s", target)
+    stage = _resample_stage(trade_type, resample_interval)
 
     with _resample_locks(settings, layout, trade_type, resample_interval):
         storage.recover_dir(target)
@@ -254,13 +351,46 @@ def resample_type(settings: Settings, *, trade_type, resample_interval, base_off
             log.warning("No 1m results for %s: run `generate kline-type %s 1m` first; previous resamples left as they are", trade_type.value, trade_type.value)
             return summary
         log.info("num_files=%d, offsets=%s", len(sources), ",".join(o.name for o in plan.offsets))
+        record = BuildRecord.load(_record_path(layout, stage))
+        digests: dict[str, str] = {}
+        units: dict[str, Unit] = {}
+        jobs: list[ResampleJob] = []
+        for source in sources:
+            name, source_stat = _stem(source), file_stat(source)
+            stale = []
+            for offset in plan.offsets:
+                key = _resample_key(offset.name, name)
+                digests[key] = _resample_digest(plan, offset.name, source_stat)
+                unit = record.current(key, digests[key], target)
+                if unit is None:
+                    stale.append(offset)
+                else:
+                    units[key] = unit
+            if stale:
+                jobs.append(ResampleJob(source, trade_type, dataclasses.replace(plan, offsets=tuple(stale)), target))
+        _unchanged(summary, len(sources) - len(jobs))
+        if not jobs and tree_files(target) == set(units):
+            log.info("nothing changed since the last run: %s left as it is", target)
+            return summary
+        log.info("%d files to resample, %d unchanged", len(jobs), len(sources) - len(jobs))
 
         def build(staging: Path) -> None:
-            jobs = [ResampleJob(source, trade_type, plan, staging) for source in _largest_first(sources, lambda source: [source])]
-            for job in _run_all(run_resample_job, jobs, lambda j: _stem(j.source), settings, summary):
-                _carry_over_resampled(target, staging, plan, _stem(job.source))
+            _link_outputs(list(units.values()), target, staging)
+            ordered = [dataclasses.replace(job, out_dir=staging) for job in _largest_first(jobs, lambda job: [job.source])]
+            done, failed = _run_all(run_resample_job, ordered, lambda j: _stem(j.source), settings, summary)
+            for job, _result in done:
+                for offset in job.plan.offsets:
+                    key = _resample_key(offset.name, _stem(job.source))
+                    units[key] = Unit(digests[key], outputs_of(staging, [key]))
+            for job in failed:
+                _carry_over_resampled(target, staging, job.plan, _stem(job.source))
+                for offset in job.plan.offsets:
+                    key = _resample_key(offset.name, _stem(job.source))
+                    if key in record.units:  # its old digest makes the next run try again
+                        units[key] = record.units[key]
 
         _build_and_swap(target, build)
+        record.save(units)
     return summary
 
 
