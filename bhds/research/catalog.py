@@ -23,7 +23,6 @@ from typing import Any, TypeVar
 from bhds import storage
 from bhds.errors import BhdsError, ConfigError
 from bhds.paths import PARQUET_SUFFIX, Layout
-from bhds.research.store import API_FUNDING, FUNDING, RESAMPLED, RESULTS, datasets
 from bhds.types import TradeType
 
 log = logging.getLogger("bhds.catalog")
@@ -61,6 +60,10 @@ def _over(directory: Path, extra: str = "") -> str:
 
 def view_definitions(layout: Layout) -> dict[str, str]:
     """View name -> SELECT, for every dataset on disk."""
+    # Imported here: generate imports this module for `refresh_after`, and a no-op generate run
+    # must stay free of numpy and pyarrow (which the store's footer reading pulls in).
+    from bhds.research.store import API_FUNDING, FUNDING, RESAMPLED, RESULTS, datasets
+
     views: dict[str, str] = {}
     for tt in TradeType:
         found = datasets(layout, tt)
@@ -131,7 +134,8 @@ def refresh_after(workflow: F) -> F:
     @functools.wraps(workflow)
     def run(settings: Any, **kwargs: Any) -> Any:
         summary = workflow(settings, **kwargs)
-        refresh_if_present(settings.data_dir)
+        if summary.files:  # a run that wrote nothing added no folder the catalog lacks
+            refresh_if_present(settings.data_dir)
         return summary
 
     return run  # type: ignore[return-value]
