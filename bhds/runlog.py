@@ -29,7 +29,7 @@ FORMATS = ("table", "json")
 
 # Exit codes (bhds.cli) → the word status shows. 75 means another process held the stage's lock:
 # that run did nothing, so it never counts as the stage's last run.
-_OUTCOMES = {0: "ok", 2: "usage", 3: "partial", 75: "busy", 130: "interrupted"}
+_OUTCOMES = {0: "ok", 2: "usage", 3: "partial", 75: "busy", 130: "interrupted", 143: "terminated"}
 BUSY = "busy"
 
 

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -12,8 +17,7 @@ import numpy as np
 import pytest
 
 import bhds
-from bhds import runlog, storage
-from bhds import paths
+from bhds import paths, runlog, storage
 from bhds.cli import main
 from bhds.paths import Layout
 from bhds.types import TradeType
@@ -205,3 +209,22 @@ def test_the_log_rotates_and_both_files_are_read(tmp_path: Path) -> None:
     assert kept == list(range(kept[0], 40)) and len(kept) >= 10
     (status,) = runlog.evaluate(runlog.read_runs(layout), T0, None)
     assert status.last["i"] == 39
+
+
+def test_a_run_stopped_by_sigterm_leaves_its_line(tmp_path: Path) -> None:
+    """A real process, terminated while it retries an unreachable archive: exit 143 and a 'terminated' line."""
+    env = dict(os.environ, CRYPTO_BASE_DIR=str(tmp_path), BHDS_AWS_URL="http://127.0.0.1:9/data.binance.vision")
+    repo = Path(__file__).resolve().parents[1]
+    process = subprocess.Popen([sys.executable, str(repo / "bhds.py"), "aws_kline", "download", "spot", "1m", "BTCUSDT"],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log_file = Layout(tmp_path / "binance_data").root / ".bhds"
+    deadline = time.monotonic() + 30
+    while not log_file.is_dir() and time.monotonic() < deadline:  # it has started and made its store
+        time.sleep(0.1)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    out, _ = process.communicate(timeout=60)
+    assert process.returncode == 143
+    assert "stopped=terminated" in out
+    (line,) = lines(Layout(tmp_path / "binance_data"))
+    assert (line["command"], line["exit_code"], line["outcome"], line["error"]) == ("aws_kline download", 143, "terminated", "terminated")

@@ -74,7 +74,9 @@ def _error_text(exc: BaseException | None) -> str | None:
     if isinstance(exc, click.ClickException):
         return exc.format_message()
     if isinstance(exc, KeyboardInterrupt | click.exceptions.Abort):
-        return "interrupted"
+        from bhds.cli import Terminated  # SIGTERM unwinds as a KeyboardInterrupt subclass
+
+        return "terminated" if isinstance(exc, Terminated) or isinstance(exc.__cause__, Terminated) else "interrupted"
     if isinstance(exc, click.exceptions.Exit):
         return None
     return f"{type(exc).__name__}: {exc}"
