@@ -102,10 +102,10 @@ class Measurement:
     stderr_tail: str
 
 
-def measure(cmd: list[str], env: dict[str, str]) -> Measurement:
+def measure(cmd: list[str], env: dict[str, str], cwd: Path = REPO) -> Measurement:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     peak = 0
     stop = threading.Event()
     cpu_seen: dict[int, float] = {}
