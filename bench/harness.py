@@ -157,3 +157,13 @@ def run_case(ctx: BenchContext, case: Case, repeat: int) -> dict:
     if any(m.returncode != 0 for m in runs):
         result["stderr_tail"] = runs[-1].stderr_tail
     return result
+
+
+def publish(text: str, name: str) -> Path:
+    """Print a Markdown report and keep it as `bench/results/<name>-<UTC time>.md`."""
+    print(text)
+    out = REPO / "bench" / "results" / f"{name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(f"wrote {out}", file=sys.stderr)
+    return out

@@ -154,10 +154,9 @@ def main() -> int:
                 print(rows[-1], flush=True)
             measure_set(label, files, args.repeat, Path(scratch), rows, args.candidates)
     text = "# Parquet settings measured on the same tables\n\n" + "\n".join(rows) + "\n"
-    out = REPO / "bench" / "results" / f"parquet-formats-{time.strftime('%Y%m%d-%H%M%S')}.md"
-    out.write_text(text)
-    print(text)
-    print(f"wrote {out}", file=sys.stderr)
+    from bench.harness import publish
+
+    publish(text, "parquet-formats")
     return 0
 
 

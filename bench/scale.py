@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.harness import Measurement, measure  # noqa: E402
+from bench.harness import Measurement, measure, publish  # noqa: E402
 
 KLINES = Path("aws_data/data/spot/daily/klines")
 STATE = Path(".bhds")
@@ -133,11 +133,7 @@ def main() -> int:
             f"| {statistics.median(m.cpu for m in runs[step.name]):.2f} | {max(m.peak_rss for m in runs[step.name]) / 1e6:.0f} "
             f"| {wall / zips * 1e3:.2f} | {wall / symbols * 1e3:.1f} |")
     text = "\n".join(lines) + "\n"
-    print(text)
-    out = REPO / "bench" / "results" / f"scale-{shape}-{time.strftime('%Y%m%d-%H%M%S')}.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    print(f"wrote {out}", file=sys.stderr)
+    publish(text, f"scale-{shape}")
     return 0
 
 

@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.harness import Measurement, measure  # noqa: E402
+from bench.harness import Measurement, measure, publish  # noqa: E402
 
 KLINES = Path("aws_data/data/spot/daily/klines")
 PARSED = Path("parsed_data/spot/klines")
@@ -275,11 +275,7 @@ def main() -> int:
         "lose the stage's outputs and what lies downstream (and the `.verified` markers before verify); bhds also loses `.bhds/`.",
     ]
     text = report(header, rows, refs, sizes)
-    print(text)
-    out = REPO / "bench" / "results" / f"vs-legacy-{shape}-{time.strftime('%Y%m%d-%H%M%S')}.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    print(f"wrote {out}", file=sys.stderr)
+    publish(text, f"vs-legacy-{shape}")
     return 0
 
 

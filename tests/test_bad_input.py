@@ -115,7 +115,7 @@ CASES = [
     ("corrupted Parquet partition", ["generate", "kline", "spot", "1m", "BTCUSDT"], {}, _corrupt_partition, 1, "202501.pqt"),
     ("corrupted partition, whole type", ["generate", "kline-type", "spot", "1m"], {}, _corrupt_partition, 3, "202501.pqt"),
     ("zip holding two CSVs", ["aws_kline", "parse", "spot", "1m", "BTCUSDT", "--force-update"], {}, _two_csvs, 3, "BTCUSDT-1m-2025-01-05.zip"),
-    ("zip holding no CSV", ["aws_kline", "verify", "spot", "1m", "BTCUSDT"], {}, _no_member, 3, "BTCUSDT-1m-2025-01-05.zip"),
+    ("zip holding no CSV", ["aws_kline", "parse", "spot", "1m", "BTCUSDT", "--force-update"], {}, _no_member, 3, "BTCUSDT-1m-2025-01-05.zip"),
     ("CSV with a garbage row", ["aws_kline", "parse", "spot", "1m", "BTCUSDT", "--force-update"], {}, _garbage_row, 3, "BTCUSDT-1m-2025-01-05.zip"),
     (".CHECKSUM with one token", ["aws_kline", "verify", "spot", "1m", "BTCUSDT"], {}, _one_token_checksum, 3, "BTCUSDT-1m-2025-01-06.zip"),
     ("funding for spot", ["aws_funding", "parse-type-all", "spot"], {}, None, 2, "spot"),
@@ -138,7 +138,7 @@ def test_bad_input(prepared, tmp_path: Path, argv, env_over, mutate, code: int, 
         mutate(root)
     env = dict(env, CRYPTO_BASE_DIR=str(root))
     env.update({k: v.format(root=root, file=root.parent / "a-file") for k, v in env_over.items()})
-    if mutate in (_two_csvs, _garbage_row):
+    if mutate in (_two_csvs, _no_member, _garbage_row):
         # As Binance would serve it: the bad zip has a matching checksum, so it passes verify.
         assert bhds(["aws_kline", "verify", "spot", "1m", "BTCUSDT"], env).returncode == 0
     before = _files(root)
