@@ -103,10 +103,10 @@ class Measurement:
     stderr_tail: str
 
 
-def measure(cmd: list[str], env: dict[str, str]) -> Measurement:
+def measure(cmd: list[str], env: dict[str, str], cwd: Path = REPO) -> Measurement:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     peak = 0
     stop = threading.Event()
     cpu_seen: dict[int, float] = {}
@@ -160,3 +160,13 @@ def run_case(ctx: BenchContext, case: Case, repeat: int) -> dict:
     if any(m.returncode != 0 for m in runs):
         result["stderr_tail"] = runs[-1].stderr_tail
     return result
+
+
+def publish(text: str, name: str) -> Path:
+    """Print a Markdown report and keep it as `bench/results/<name>-<UTC time>.md`."""
+    print(text)
+    out = REPO / "bench" / "results" / f"{name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(f"wrote {out}", file=sys.stderr)
+    return out

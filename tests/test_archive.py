@@ -389,7 +389,9 @@ def test_verify_catches_corruption_and_removes_the_pair(bhds_env, fake_binance, 
     assert local_files(data_root, SPOT_KLINES) == symbols_under(fake_binance.root, SPOT_KLINES, ["BTCUSDT"])
 
 
-def test_verify_catches_a_broken_zip_whose_checksum_matches(bhds_env, fake_binance, data_root, capsys):
+def test_a_broken_zip_whose_checksum_matches_passes_verify_and_parse_names_and_skips_it(bhds_env, fake_binance, data_root, capsys):
+    # A matching SHA-256 means Binance published these very bytes: verify does not inflate them
+    # again. Parse reads every member through its CRC, so it is parse that names the zip and skips it.
     assert run(capsys, "aws_kline", "download", "spot", "1m", "ETHUSDT")[0] == 0
     _unmark(data_root, SPOT_KLINES)
     key = kline_key("spot", "ETHUSDT", "1m", date(2025, 1, 2))
@@ -398,9 +400,14 @@ def test_verify_catches_a_broken_zip_whose_checksum_matches(bhds_env, fake_binan
     shutil.copyfile(fake_binance.root / key, aws_root(data_root) / key)
     shutil.copyfile(fake_binance.root / (key + ".CHECKSUM"), aws_root(data_root) / (key + ".CHECKSUM"))
     code, out, err = run(capsys, "aws_kline", "verify-type-all", "spot", "1m")
+    assert code == 0, err
+    assert (aws_root(data_root) / (key + ".verified")).exists()
+    code, out, err = run(capsys, "aws_kline", "parse-type-all", "spot", "1m")
     assert code == 3
-    assert "broken zip" in err and key.rsplit("/", 1)[1] in err
-    assert not (aws_root(data_root) / key).exists()
+    assert summary_value(out, "failed") == "1"
+    assert key.rsplit("/", 1)[1] in err and "not a readable zip" in err
+    partitions = sorted((data_root / "binance_data" / "parsed_data" / "spot" / "klines" / "ETHUSDT" / "1m").glob("*.pqt"))
+    assert partitions  # the other days were parsed
 
 
 def test_verify_fetches_a_missing_checksum_instead_of_deleting(bhds_env, fake_binance, data_root, capsys):

@@ -121,7 +121,7 @@ def _base_dir_is_file(root: Path) -> None:
 
 PARSE_DAY = ["aws_kline", "parse", "spot", "1m", "BTCUSDT"]
 # Re-uploads whose checksum matches (as Binance would serve them): verify passes them, parse must not.
-REUPLOADS = (_two_csvs, _garbage_row, _times_in_seconds, _another_days_rows, _nan_and_off_grid_rows, _one_second_rows)
+REUPLOADS = (_two_csvs, _no_member, _garbage_row, _times_in_seconds, _another_days_rows, _nan_and_off_grid_rows, _one_second_rows)
 # Re-uploads parse refuses whole: the day keeps the rows the partition had.
 REFUSED = (_times_in_seconds, _another_days_rows, _one_second_rows)
 
@@ -167,7 +167,7 @@ CASES = [
     ("corrupted Parquet partition", ["generate", "kline", "spot", "1m", "BTCUSDT"], {}, _corrupt_partition, 1, "202501.pqt"),
     ("corrupted partition, whole type", ["generate", "kline-type", "spot", "1m"], {}, _corrupt_partition, 3, "202501.pqt"),
     ("zip holding two CSVs", ["aws_kline", "parse", "spot", "1m", "BTCUSDT", "--force-update"], {}, _two_csvs, 3, "BTCUSDT-1m-2025-01-05.zip"),
-    ("zip holding no CSV", ["aws_kline", "verify", "spot", "1m", "BTCUSDT"], {}, _no_member, 3, "BTCUSDT-1m-2025-01-05.zip"),
+    ("zip holding no CSV", ["aws_kline", "parse", "spot", "1m", "BTCUSDT", "--force-update"], {}, _no_member, 3, "BTCUSDT-1m-2025-01-05.zip"),
     ("CSV with a garbage row", ["aws_kline", "parse", "spot", "1m", "BTCUSDT", "--force-update"], {}, _garbage_row, 3, "BTCUSDT-1m-2025-01-05.zip"),
     ("daily file with times in seconds", PARSE_DAY, {}, _times_in_seconds, 3, "BTCUSDT-1m-2025-01-05.zip: 1440 of 1440 rows lie outside 2025-01-05"),
     ("daily file holding another day", PARSE_DAY, {}, _another_days_rows, 3, "BTCUSDT-1m-2025-01-05.zip: 1440 of 1440 rows lie outside 2025-01-05"),

@@ -100,3 +100,19 @@ def test_second_run_does_nothing(parsed) -> None:
         assert summary.files == 0 and summary.notes["partitions"] == 0 and summary.skipped > 0
     again = parse_workflow.funding_parse_type_all(settings, trade_type=TradeType.cm_futures)
     assert again.files == 0 and again.skipped > 0
+
+
+def test_partitions_are_no_larger_than_bhds_py_would_write(parsed, tmp_path: Path) -> None:
+    # bhds.py wrote the same columns with polars' defaults; the same rows must not cost more disk here.
+    polars = pytest.importorskip("polars")
+    base, _ = parsed
+    layout = Layout(base / "binance_data")
+    ours = theirs = 0
+    for trade_type in TradeType:
+        for path in layout.parsed_kline_symbols_dir(trade_type).glob("*/1m/*.pqt"):
+            ours += path.stat().st_size
+            legacy = tmp_path / f"{trade_type.value}-{path.parent.parent.name}-{path.name}"
+            polars.from_arrow(pq.read_table(path)).write_parquet(legacy)
+            theirs += legacy.stat().st_size
+    assert theirs > 1_000_000
+    assert ours <= theirs, f"{ours:,} bytes against {theirs:,} from polars' writer"

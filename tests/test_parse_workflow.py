@@ -204,6 +204,14 @@ def test_force_update_rebuilds_from_the_zips(base: Path, layout: Layout) -> None
     assert summary.files == 1 and pl.read_parquet(path).height == 1440
 
 
+def _with_bad_crc(zip_data: bytes) -> bytes:
+    """The same zip with the CRC-32 of its (only) member changed in both headers."""
+    raw = bytearray(zip_data)
+    raw[14] ^= 0xFF  # local file header
+    raw[raw.rfind(b"PK\x01\x02") + 16] ^= 0xFF  # central directory
+    return bytes(raw)
+
+
 def test_broken_files_are_reported_and_the_rest_completes(monkeypatch, capsys, base: Path, layout: Layout) -> None:
     good_days = [date(2024, 1, 1), date(2024, 1, 9), date(2024, 2, 1)]
     for day in good_days:
@@ -215,20 +223,23 @@ def test_broken_files_are_reported_and_the_rest_completes(monkeypatch, capsys, b
         "BTCUSDT-1m-2024-01-04.zip": zip_bytes({}),
         "BTCUSDT-1m-2024-01-05.zip": zip_bytes({"a.csv": b"1,2\n", "b.csv": b"1,2\n"}),
         "BTCUSDT-1m-2024-01-06.zip": zip_bytes({"a.csv": kline_csv(day_times(date(2024, 1, 6), count=3)) + b"1704499380000,x,1,1,1,1,1,1,1,1,1,0\n"}),
+        # Inflates cleanly but fails its CRC-32: verify no longer inflates a zip whose SHA-256 matches, so parse must catch it.
+        "BTCUSDT-1m-2024-01-07.zip": _with_bad_crc(zip_bytes({"a.csv": kline_csv(day_times(date(2024, 1, 7)))})),
     }
     for name, data in bad.items():
         put_zip(folder / name, data)
     code, out, err = run_cli(monkeypatch, capsys, base, "aws_kline", "parse", "spot", "1m", "BTCUSDT")
     assert code == 3
-    assert "files=3" in out and "failed=5" in out
+    assert "files=3" in out and "failed=6" in out
     for name in bad:
         assert f"bhds: failed: {name}: " in err
+    assert "Bad CRC-32" in err
     assert "Traceback" not in err
     jan = times_of(layout.parsed_kline_partition(SPOT, "BTCUSDT", "1m", 2024, 1))
     assert jan == day_times(date(2024, 1, 1)) + day_times(date(2024, 1, 9))
     # Broken files are tried again on the next run (and fail again); good ones are not re-read.
     code, out, _ = run_cli(monkeypatch, capsys, base, "aws_kline", "parse", "spot", "1m", "BTCUSDT")
-    assert code == 3 and "failed=5" in out and "files=0" in out
+    assert code == 3 and "failed=6" in out and "files=0" in out
 
 
 def test_failed_write_leaves_the_old_partition(monkeypatch, base: Path, layout: Layout) -> None:

@@ -181,13 +181,14 @@ def _bare_kline(task: tuple[list[str], str]) -> int:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from bhds.storage import numeric_encodings
+    from bhds.storage import NUMERIC_COMPRESSION_LEVEL, numeric_encodings
 
     pa.set_cpu_count(1)
     paths, out = task
     table = pa.concat_tables([pq.read_table(p) for p in paths])
     table = table.append_column("avg", pc.divide(table["quote_volume"], table["volume"]))
-    pq.write_table(table, out, compression="zstd", use_dictionary=False, column_encoding=numeric_encodings(table.schema))
+    pq.write_table(table, out, compression="zstd", compression_level=NUMERIC_COMPRESSION_LEVEL, use_dictionary=False,
+                   column_encoding=numeric_encodings(table.schema))
     return table.num_rows
 
 
@@ -196,14 +197,14 @@ def _bare_resample(task: tuple[str, str, int, int]) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from bhds.storage import numeric_encodings
+    from bhds.storage import NUMERIC_COMPRESSION_LEVEL, numeric_encodings
 
     pa.set_cpu_count(1)
     path, out, per_window, n_offsets = task
     table = pq.read_table(path)
     for k in range(n_offsets):
-        pq.write_table(table.take(pa.array(range(k, table.num_rows, per_window))), f"{out}.{k}.pqt", compression="zstd", use_dictionary=False,
-                       column_encoding=numeric_encodings(table.schema))
+        pq.write_table(table.take(pa.array(range(k, table.num_rows, per_window))), f"{out}.{k}.pqt", compression="zstd",
+                       compression_level=NUMERIC_COMPRESSION_LEVEL, use_dictionary=False, column_encoding=numeric_encodings(table.schema))
     return table.num_rows
 
 

@@ -1,6 +1,6 @@
-"""Verify local zips on every core: find the unmarked ones, fetch missing CHECKSUMs, hash and test.
+"""Verify local zips on every core: find the unmarked ones, fetch missing CHECKSUMs, hash them.
 
-Hashing and inflating release the GIL, so one thread per core verifies at close to the machine's
+Hashing and reading release the GIL, so one thread per core verifies at close to the machine's
 hashing speed without the start-up and pickling cost of a process pool. At most a few files per
 thread are in flight and each is streamed, so memory stays flat whatever the file sizes.
 """
@@ -32,7 +32,6 @@ class Candidate:
     key: str
     path: Path
     has_checksum: bool
-    tested_sha256: str | None = None  # the manifest's hash of bytes already zip-tested, if any
 
 
 @dataclass
@@ -64,7 +63,7 @@ def _verify_batch(batch: list[Candidate], on_ok: Callable[[Path], None] | None) 
     out = []
     for item in batch:
         try:
-            verdict = verify_with_checksum_file(item.path, checksum_path(item.path), item.tested_sha256)
+            verdict = verify_with_checksum_file(item.path, checksum_path(item.path))
             if verdict.ok and on_ok is not None:
                 on_ok(item.path)
         except Exception as exc:  # noqa: BLE001 - one odd file must not take its batch down

@@ -2,16 +2,16 @@
 
 Download: resolve the symbols (explicit, or listed and filtered per contract §6.2), turn them
 into directory prefixes, and let `bhds.archive.mirror` list, diff and fetch. Verify: find the
-local zips without a `.verified` marker, fetch any missing CHECKSUM, then hash and test them on
-every core. Both hold the `archive` lock of each dataset they touch (`paths.lock_name`), since
-verify deletes what download writes; different datasets and intervals run side by side.
+local zips without a `.verified` marker, fetch any missing CHECKSUM, then hash them on every
+core (parse tests each zip's CRC when it reads it). Both hold the `archive` lock of each dataset
+they touch (`paths.lock_name`), since verify deletes what download writes; different datasets and
+intervals run side by side.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -459,10 +459,7 @@ def _verify(settings: Settings, command: str, trade_type: TradeType, directories
             records: dict[str, Record] = {}
             for prefix, _ in directories:
                 records.update(manifest.under(prefix))
-            candidates = [
-                dataclasses.replace(c, tested_sha256=records[c.key].sha256) if c.key in records else c
-                for c in _fetch_missing_checksums(settings, found.candidates, summary)
-            ]
+            candidates = _fetch_missing_checksums(settings, found.candidates, summary)
             _verify_candidates(settings, layout, manifest, records, candidates, summary)
         finally:
             with contextlib.suppress(Exception):
