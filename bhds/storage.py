@@ -290,12 +290,16 @@ def recover_dir(target: Path) -> None:
                         "or replace the link with a folder, and run the command again")
 
 
-def sweep_temp_files(directory: Path) -> int:
-    """Delete temporary files a killed run left under `directory`; return how many."""
+def sweep_temp_files(directory: Path, *, recursive: bool = True) -> int:
+    """Delete temporary files a killed run left under `directory` (only in it, if not `recursive`); return how many.
+
+    Sweep only what the caller's lock covers: a sub-folder written under another lock may hold a
+    temporary file that a concurrent run is about to rename.
+    """
     if not directory.exists():
         return 0
     removed = 0
-    for leftover in directory.rglob(f"*{TEMP_MARKER}"):
+    for leftover in (directory.rglob if recursive else directory.glob)(f"*{TEMP_MARKER}"):
         with contextlib.suppress(FileNotFoundError):
             leftover.unlink()
             removed += 1

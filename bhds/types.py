@@ -122,6 +122,9 @@ class RunSummary:
     seconds: float = 0.0
     failures: list[str] = field(default_factory=list)
     notes: dict[str, object] = field(default_factory=dict)
+    # The run replaced or removed outputs (a swapped tree may add or drop folders without writing
+    # a new file); not printed, read by follow-up steps such as the SQL catalog refresh.
+    changed: bool = False
 
     def __post_init__(self) -> None:
         # Noted so that the CLI can still print the line of a run that stopped half-way.

@@ -9,6 +9,7 @@ are unknown until the next download run sees them listed.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ CREATE TABLE IF NOT EXISTS archive_files (
 
 # Pending writes are committed in batches: one transaction per file would cost a disk sync each.
 FLUSH_EVERY = 500
+
+log = logging.getLogger("bhds.archive")
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,9 @@ def read_only_records(db_path: Path, prefixes: Iterable[str]) -> dict[str, Recor
             out.update(_records_under(conn, prefix))
         return out
     except sqlite3.OperationalError:  # no archive_files table yet: nothing was ever mirrored
+        return {}
+    except sqlite3.DatabaseError as exc:  # damaged: a real run sets it aside; a preview just cannot use it
+        log.warning("%s is damaged (%s): every file is shown as new; a real run sets it aside and rebuilds it", db_path, exc)
         return {}
     finally:
         conn.close()

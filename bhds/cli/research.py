@@ -19,7 +19,8 @@ from bhds.cli import options as opt
 def list_data(trade_type: str | None, interval: str | None, output_format: str) -> None:
     """What is local, per trade type, dataset, interval and symbol: first and last candle, rows, files, bytes,
     and whether results are older than their inputs (stale). Only the listing goes to stdout."""
-    _emit_data("research:list_data", trade_type=trade_type, interval=interval, output_format=output_format)
+    dispatch("research:list_data", emits_data=output_format != "table", write=click.echo, trade_type=trade_type, interval=interval,
+             output_format=output_format)
 
 
 @click.command("catalog", cls=opt.Command)
@@ -30,20 +31,3 @@ def catalog(path: Path | None) -> None:
     each with a symbol column. Needs: pip install 'bhds[sql]'."""
     dispatch("research:catalog", path=path)
 
-
-def _emit_data(target: str, **kwargs: object) -> None:
-    """Like `dispatch`, but stdout gets the data only: the summary line goes to stderr."""
-    import importlib
-    import time
-
-    from bhds.progress import setup_logging
-    from bhds.settings import load_settings
-
-    settings = load_settings(debug=bool(click.get_current_context().find_root().params.get("debug")))
-    setup_logging(settings.debug)
-    module_name, func_name = target.split(":")
-    func = getattr(importlib.import_module(f"bhds.workflows.{module_name}"), func_name)
-    started = time.monotonic()
-    summary = func(settings, write=click.echo, **kwargs)
-    summary.seconds = time.monotonic() - started
-    click.echo(summary.line(), err=True)

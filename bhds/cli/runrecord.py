@@ -67,7 +67,9 @@ def _error_text(exc: BaseException | None) -> str | None:
 
     from bhds.errors import BhdsError
 
-    if exc is None:
+    from bhds.cli import RunFailed
+
+    if exc is None or isinstance(exc, RunFailed):  # failed items: the summary's figures say which
         return None
     if isinstance(exc, BhdsError):
         return exc.message
@@ -102,10 +104,13 @@ def describe(args: list[str]) -> dict[str, Any] | None:
         params = group.make_context(" ".join(path), list(rest), resilient_parsing=True).params
     except Exception:  # noqa: BLE001 - a line that cannot even be half-parsed still gets its command path
         params = {}
-    trade_type = params.get("trade_type")
+    trade_type = params.get("trade_type") or params.get("market")  # the archive group says market
     trade_type = getattr(trade_type, "value", trade_type) or next(
         (tt for suffix, tt in _TRADE_TYPE_SUFFIXES.items() if path[-1].endswith(suffix)), None)
-    interval = params.get("time_interval") or ",".join(params.get("time_intervals") or ()) or params.get("resample_interval") or None
+    interval = (params.get("time_interval") or ",".join(params.get("time_intervals") or ()) or params.get("resample_interval")
+                or params.get("interval") or None)
+    if params.get("dataset"):  # `archive <verb> <market> <dataset>`: each dataset is a stage of its own
+        path.append(str(params["dataset"]))
     offset = params.get("base_offset") or params.get("offset")
     if interval and offset:
         interval = f"{interval}/{offset}"

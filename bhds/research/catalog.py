@@ -134,7 +134,7 @@ def refresh_after(workflow: F) -> F:
     @functools.wraps(workflow)
     def run(settings: Any, **kwargs: Any) -> Any:
         summary = workflow(settings, **kwargs)
-        if summary.files:  # a run that wrote nothing added no folder the catalog lacks
+        if summary.files or summary.changed:  # a run that changed nothing added or dropped no folder
             refresh_if_present(settings.data_dir)
         return summary
 

@@ -260,17 +260,25 @@ async def _pick(session, settings: Settings, layout: Layout, summary: RunSummary
     listed = await _list_many(session, settings, prefixes, summary)
     summary.notes["listed"] = sum(len(files) for files in listed.values())
     picked: Picked = []
+    nothing: list[str] = []
     for g in groups:
         daily = listed.get(g.daily, []) if g.daily else []
         monthly = listed.get(g.monthly, []) if g.monthly else []
         if not daily and not monthly and all(p in listed for p in (g.daily, g.monthly) if p):
             where = " or ".join(p for p in (g.daily, g.monthly) if p)
             log.log(logging.WARNING if explicit else logging.DEBUG, "nothing is listed under %s: check the symbol and interval", where)
+            nothing.append(g.symbol)
         local_daily = scan_dir(layout.local_for_key(g.daily), sweep=False)[0] if g.daily and monthly else {}
         take_daily, take_monthly = choose(daily, monthly, start=start, end=end, monthly_only=g.daily is None,
                                           local_daily=local_daily)
         picked += [(g.symbol, prefix, files) for prefix, files in ((g.daily, take_daily), (g.monthly, take_monthly))
                    if prefix and files]
+    if explicit and nothing:
+        # As in a plain download: a named symbol with nothing listed may be a typo (or lowercase);
+        # if no listing knows it at all, that is exit 2 with the closest names.
+        known = [name for prefix in symbols_prefixes for name in await _list_symbols(session, settings, prefix)]
+        where = " or ".join(f"{settings.aws_url.rstrip('/')}/{prefix}" for prefix in symbols_prefixes)
+        check_listed(list(dict.fromkeys(nothing)), known, f"in the archive under {where}", "")
     return picked
 
 

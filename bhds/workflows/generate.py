@@ -289,6 +289,7 @@ def kline_type(settings: Settings, *, trade_type, time_interval, split_gaps, min
                     units[job.symbol] = record.units[job.symbol]
 
         _build_and_swap(target, build)
+        summary.changed = True
         record.save(units)
     return summary
 
@@ -390,6 +391,7 @@ def resample_type(settings: Settings, *, trade_type, resample_interval, base_off
                         units[key] = record.units[key]
 
         _build_and_swap(target, build)
+        summary.changed = True
         record.save(units)
     return summary
 

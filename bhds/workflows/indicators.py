@@ -84,7 +84,7 @@ def indicators_type(settings: Settings, *, trade_type: TradeType, time_interval:
 
     with storage.stage_lock(layout, _stage(trade_type, interval, offset), settings.lock_timeout), \
             storage.stage_lock(layout, source_stage, settings.lock_timeout, shared=True):
-        storage.sweep_temp_files(target)
+        storage.sweep_temp_files(target, recursive=False)  # offset sub-folders have their own lock
         groups = _by_symbol(list_files(source, PARQUET_SUFFIX))
         summary.notes["symbols"] = len(groups)
         jobs = [IndicatorJob(symbol, inputs, layout.indicators_file(trade_type, interval, offset, symbol), tuple(specs))
