@@ -194,3 +194,24 @@ def test_up_to_one_percent_of_a_files_rows_may_be_the_next_days(base: Path, layo
         assert not partition(layout).exists()
     else:
         assert pq.read_table(partition(layout)).num_rows == 1440 + extra  # day 2 has no file: the rows fill it
+
+
+def test_a_file_with_rejected_rows_is_reported_again_but_its_partition_is_not_rewritten(layout: Layout, base: Path) -> None:
+    """Re-reporting must not churn: the partition keeps its mtime, so generate finds nothing changed."""
+    from bhds.workflows import generate
+    from tests.test_generate_support import settings_for
+
+    options = dict(split_gaps=True, min_days=1, min_price_chg=0.1, with_vwap=True, with_funding_rates=True)
+    for day in DAYS:
+        put_kline_day(layout, SPOT, "BTCUSDT", "1m", day, csv_of(real_rows(day)), mtime_ns=10**18)
+    rows = real_rows(DAYS[1])
+    rows[10][1] = b"NaN"
+    reupload_day2(layout, rows)
+    assert parse(base).failed == 1
+    settings = settings_for(base)
+    generate.kline_type(settings, trade_type=SPOT, time_interval="1m", **options)
+    mtime = partition(layout).stat().st_mtime_ns
+    again = parse(base)
+    assert again.failed == 1 and "1 rows rejected (1 NaN price)" in again.failures[0]  # still loud
+    assert partition(layout).stat().st_mtime_ns == mtime
+    assert generate.kline_type(settings, trade_type=SPOT, time_interval="1m", **options).notes.get("unchanged") == 1
