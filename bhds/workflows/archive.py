@@ -389,14 +389,12 @@ def kline_download_cm_futures(settings: Settings, *, time_intervals, contract_ty
 
 
 def funding_download(settings: Settings, *, trade_type, symbols, **window: Any) -> RunSummary:
-    tt = TradeType(trade_type)
-    return _download(settings, "aws_funding download", tt, dataset=paths.FUNDING, symbols=list(dict.fromkeys(symbols)),
-                     symbols_prefix=paths.funding_symbols_prefix(tt),
-                     file_prefixes=lambda s: [paths.funding_files_prefix(tt, s)], monthly=True, **_window(**window))
+    return _funding_market(settings, "aws_funding download", TradeType(trade_type), None, window, list(dict.fromkeys(symbols)))
 
 
-def _funding_market(settings: Settings, command: str, tt: TradeType, selector: Selector, window: dict[str, Any]) -> RunSummary:
-    return _download(settings, command, tt, dataset=paths.FUNDING, symbols=None,
+def _funding_market(settings: Settings, command: str, tt: TradeType, selector: Selector | None, window: dict[str, Any],
+                    symbols: list[str] | None = None) -> RunSummary:
+    return _download(settings, command, tt, dataset=paths.FUNDING, symbols=symbols,
                      symbols_prefix=paths.funding_symbols_prefix(tt), selector=selector,
                      file_prefixes=lambda s: [paths.funding_files_prefix(tt, s)], monthly=True, **_window(**window))
 
@@ -417,15 +415,13 @@ def funding_download_cm_futures(settings: Settings, *, contract_type, **window: 
 # though each zip is still checked against its CHECKSUM while it downloads.
 
 def liquidation_download(settings: Settings, *, trade_type, symbols, **window: Any) -> RunSummary:
-    tt = TradeType(trade_type)
-    return _download(settings, "aws_liquidation download", tt, dataset=paths.LIQUIDATION,
-                     symbols=list(dict.fromkeys(symbols)),
-                     symbols_prefix=paths.liquidation_symbols_prefix(tt),
-                     file_prefixes=lambda s: [paths.liquidation_files_prefix(tt, s)], markers=False, **_window(**window))
+    return _liquidation_market(settings, "aws_liquidation download", TradeType(trade_type), None, window,
+                               list(dict.fromkeys(symbols)))
 
 
-def _liquidation_market(settings: Settings, command: str, tt: TradeType, selector: Selector, window: dict[str, Any]) -> RunSummary:
-    return _download(settings, command, tt, dataset=paths.LIQUIDATION, symbols=None,
+def _liquidation_market(settings: Settings, command: str, tt: TradeType, selector: Selector | None, window: dict[str, Any],
+                        symbols: list[str] | None = None) -> RunSummary:
+    return _download(settings, command, tt, dataset=paths.LIQUIDATION, symbols=symbols,
                      symbols_prefix=paths.liquidation_symbols_prefix(tt), selector=selector,
                      file_prefixes=lambda s: [paths.liquidation_files_prefix(tt, s)], markers=False, **_window(**window))
 
