@@ -18,7 +18,6 @@ from pathlib import Path
 from bhds import paths
 from bhds.archive.catalog import DAILY, MONTHLY, dataset_interval, find_dataset
 from bhds.archive.periods import file_span
-from bhds.errors import InputError
 from bhds.paths import VERIFIED_SUFFIX, Layout
 from bhds.settings import Settings
 from bhds.storage import stage_lock, sweep_temp_files
