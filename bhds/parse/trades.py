@@ -108,8 +108,8 @@ def csv_blocks(stream: BinaryIO, block_size: int) -> Iterator[bytes]:
 def _has_header(block: bytes) -> bool:
     """A first row whose first field starts with a letter is a header (data starts with a digit,
     also the `YYYY-MM-DD HH:MM:SS` times of metrics and bookDepth), detected per file."""
-    first = block.split(b"\n", 1)[0].split(b",", 1)[0].strip().strip(b'"')
-    return first[:1].isalpha()
+    comma = block.find(b",", 0, 256)
+    return block[:comma if comma >= 0 else 256].strip().strip(b'"')[:1].isalpha()
 
 
 def _batches(zip_path: Path, market: str, dataset: str, block_size: int) -> Iterator[pa.RecordBatch]:
@@ -133,7 +133,7 @@ def _batches(zip_path: Path, market: str, dataset: str, block_size: int) -> Iter
                         first = False
                         block = block.removeprefix(_BOM)
                         if _has_header(block):
-                            block = block.split(b"\n", 1)[1] if b"\n" in block else b""
+                            block = block[block.find(b"\n") + 1:] if b"\n" in block else b""
                     if not block.strip():
                         continue
                     table = pacsv.read_csv(pa.py_buffer(block), read_options=read_options, convert_options=convert_options)
