@@ -148,6 +148,9 @@ def resampled_file_in(interval_dir: Path, offset: str, name: str) -> Path:
     return Path(interval_dir) / offset / f"{name}{PARQUET_SUFFIX}"
 
 
+# Parsed folders of archive datasets whose own name is taken by a legacy stage.
+PARSED_DATASET_FOLDERS = {"klines": "archive_klines"}
+
 # ---- stage locks ----
 
 # The datasets a stage can work on, as they appear in lock names.
@@ -209,12 +212,19 @@ class Layout:
         """`parsed_data/<tt>/klines`, one sub-directory per symbol."""
         return self.root / "parsed_data" / TradeType(trade_type).value / "klines"
 
-    def parsed_dataset_dir(self, trade_type: TradeType, dataset: str, symbol: str) -> Path:
-        """`parsed_data/<tt>/<dataset>/<SYMBOL>`: monthly partitions of an archive dataset (trades, aggTrades)."""
-        return self.root / "parsed_data" / TradeType(trade_type).value / dataset / symbol
+    def parsed_dataset_dir(self, trade_type: TradeType, dataset: str, symbol: str, interval: str | None = None) -> Path:
+        """`parsed_data/<tt>/<dataset>/[<interval>/]<SYMBOL>`: monthly partitions of an archive dataset.
 
-    def parsed_dataset_partition(self, trade_type: TradeType, dataset: str, symbol: str, year: int, month: int) -> Path:
-        return self.parsed_dataset_dir(trade_type, dataset, symbol) / f"{year:04d}{month:02d}{PARQUET_SUFFIX}"
+        Archive `klines` go to `archive_klines`: `parsed_data/<tt>/klines/` is the legacy parse's,
+        whose sub-directories are read as symbols.
+        """
+        folder = PARSED_DATASET_FOLDERS.get(dataset, dataset)
+        base = self.root / "parsed_data" / TradeType(trade_type).value / folder
+        return (base / interval if interval else base) / symbol
+
+    def parsed_dataset_partition(self, trade_type: TradeType, dataset: str, symbol: str, year: int, month: int,
+                                 interval: str | None = None) -> Path:
+        return self.parsed_dataset_dir(trade_type, dataset, symbol, interval) / f"{year:04d}{month:02d}{PARQUET_SUFFIX}"
 
     def parsed_funding_dir(self, trade_type: TradeType) -> Path:
         return self.root / "parsed_data" / TradeType(trade_type).value / "funding"

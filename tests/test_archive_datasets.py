@@ -446,10 +446,10 @@ def test_parse_is_incremental_and_follows_a_reupload(bucket: Path, capsys) -> No
     assert [r[0] for r in rows][-1] == int(lines[-2].split(",")[0])
 
 
-def test_parse_refuses_datasets_it_cannot_read_yet(capsys, monkeypatch, tmp_path: Path) -> None:
+def test_parse_of_a_kline_like_dataset_needs_its_interval(capsys, monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setenv("CRYPTO_BASE_DIR", str(tmp_path))
-    code, _, err = run(capsys, "archive", "parse", "um_futures", "metrics")
-    assert code == 2 and "archive parse reads trades and aggTrades so far, not metrics" in err
+    code, _, err = run(capsys, "archive", "parse", "um_futures", "markPriceKlines")
+    assert code == 2 and "markPriceKlines needs an interval: pass --interval" in err
 
 
 @pytest.mark.parametrize("block", [1, 7, 64, 10_000])

@@ -77,6 +77,7 @@ def verify(market: str, dataset: str, symbols: tuple[str, ...], interval: str | 
 @_market()
 @_dataset()
 @opt.argument("symbols", "Symbols to parse [default: every symbol downloaded]", nargs=-1)
-def parse(market: str, dataset: str, symbols: tuple[str, ...]) -> None:
-    """Verified trades/aggTrades zips to monthly Parquet under parsed_data/<market>/<dataset>/<SYMBOL>/."""
-    dispatch("archive_parse:archive_parse", market=market, dataset=dataset, symbols=list(symbols))
+@_interval
+def parse(market: str, dataset: str, symbols: tuple[str, ...], interval: str | None) -> None:
+    """Verified zips to monthly Parquet under parsed_data/<market>/<dataset>/[<interval>/]<SYMBOL>/."""
+    dispatch("archive_parse:archive_parse", market=market, dataset=dataset, symbols=list(symbols), interval=interval)

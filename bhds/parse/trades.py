@@ -1,19 +1,19 @@
-"""Trades and aggTrades zips → one monthly Parquet partition, streamed in bounded memory.
+"""Archive zips → one monthly Parquet partition, streamed in bounded memory.
 
-A month of trades is several GB of CSV, so nothing here holds a whole file: each zip member is
-decompressed as a stream, cut into blocks of about `block_size` bytes at line ends, each block
-read by pyarrow's CSV parser, converted, and written as one row group. Peak memory is a few
-blocks whatever the file's size.
+Written for trades (a month is several GB of CSV) and used for every dataset `archive parse`
+reads: nothing here holds a whole file. Each zip member is decompressed as a stream, cut into
+blocks of about `block_size` bytes at line ends, each block read by pyarrow's CSV parser,
+converted, and written as one row group. Peak memory is a few blocks whatever the file's size.
 
-Columns (Binance's, in snake_case; ids int64, prices and quantities float64, booleans bool):
+The columns of each dataset are in `bhds.parse.datasets`; for trades and aggTrades:
 
   trades     id, price, qty, quote_qty (COIN-M: base_qty), time, is_buyer_maker[, is_best_match]
   aggTrades  agg_trade_id, price, quantity, first_trade_id, last_trade_id, transact_time,
              is_buyer_maker[, is_best_match]
 
-`is_best_match` exists in spot files only. Times are `timestamp[us, tz=UTC]`; the archive writes
-ms or µs (spot from 2025), told apart per value. Rows are kept as the files hold them, in file
-order (monthly file, or the month's daily files by day).
+`is_best_match` exists in spot files only. Trade times are `timestamp[us, tz=UTC]`; the archive
+writes ms or µs (spot from 2025), told apart per value. Rows are kept as the files hold them, in
+file order (monthly file, or the month's daily files by day).
 """
 
 from __future__ import annotations
@@ -31,34 +31,27 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from bhds.parse import datasets
 from bhds.parse.klines import MICROSECOND_THRESHOLD
-from bhds.parse.zipcsv import BadSourceFile, strip_header
+from bhds.parse.zipcsv import BadSourceFile
 from bhds.storage import PARQUET_COMPRESSION, atomic_path, numeric_encodings
 
-TIME = pa.timestamp("us", tz="UTC")
+TIME = datasets.TIME_US
+_BOM = b"\xef\xbb\xbf"
 # One CSV block per row group: about 200k trades, a few tens of MB in memory at most.
 DEFAULT_BLOCK_SIZE = 16 << 20
 SOURCES_KEY = b"bhds.sources"
 
-_I, _F, _B = pa.int64(), pa.float64(), pa.bool_()
-
 
 def columns(market: str, dataset: str) -> list[tuple[str, pa.DataType]]:
     """(name, Parquet type) of each CSV column of `dataset` in `market` (spot, um_futures, cm_futures)."""
-    spot = market == "spot"
-    if dataset == "trades":
-        third = "base_qty" if market == "cm_futures" else "quote_qty"
-        cols = [("id", _I), ("price", _F), ("qty", _F), (third, _F), ("time", TIME), ("is_buyer_maker", _B)]
-    elif dataset == "aggTrades":
-        cols = [("agg_trade_id", _I), ("price", _F), ("quantity", _F), ("first_trade_id", _I), ("last_trade_id", _I),
-                ("transact_time", TIME), ("is_buyer_maker", _B)]
-    else:
+    if dataset not in ("trades", "aggTrades"):
         raise ValueError(f"no trade schema for {dataset}")
-    return cols + [("is_best_match", _B)] if spot else cols
+    return [(c.name, c.type) for c in datasets.csv_columns(market, dataset)]
 
 
 def schema(market: str, dataset: str) -> pa.Schema:
-    return pa.schema(columns(market, dataset))
+    return datasets.schema(market, dataset)
 
 
 @dataclass(frozen=True)
@@ -112,12 +105,22 @@ def csv_blocks(stream: BinaryIO, block_size: int) -> Iterator[bytes]:
         rest = buf[cut:]
 
 
+def _has_header(block: bytes) -> bool:
+    """A first row whose first field starts with a letter is a header (data starts with a digit,
+    also the `YYYY-MM-DD HH:MM:SS` times of metrics and bookDepth), detected per file."""
+    comma = block.find(b",", 0, 256)
+    return block[:comma if comma >= 0 else 256].strip().strip(b'"')[:1].isalpha()
+
+
 def _batches(zip_path: Path, market: str, dataset: str, block_size: int) -> Iterator[pa.RecordBatch]:
-    cols = columns(market, dataset)
-    read_options = pacsv.ReadOptions(column_names=[n for n, _ in cols], use_threads=False, block_size=2 * block_size + (1 << 20))
-    convert_options = pacsv.ConvertOptions(column_types={name: (pa.int64() if t == TIME else t) for name, t in cols},
-                                           true_values=["true", "True"], false_values=["false", "False"],
-                                           strings_can_be_null=False)
+    cols = datasets.csv_columns(market, dataset)
+    kept = [c for c in cols if c.kept]
+    read_options = pacsv.ReadOptions(column_names=[c.name for c in cols], use_threads=False,
+                                      block_size=2 * block_size + (1 << 20))
+    convert_options = pacsv.ConvertOptions(
+        column_types={c.name: _read_type(c) for c in kept}, include_columns=[c.name for c in kept],
+        true_values=["true", "True"], false_values=["false", "False"], strings_can_be_null=False,
+        timestamp_parsers=["%Y-%m-%d %H:%M:%S", pacsv.ISO8601])
     try:
         with zipfile.ZipFile(zip_path) as archive:
             members = [info for info in archive.infolist() if not info.is_dir()]
@@ -127,26 +130,42 @@ def _batches(zip_path: Path, market: str, dataset: str, block_size: int) -> Iter
                 first = True
                 for block in csv_blocks(stream, block_size):
                     if first:
-                        block, first = strip_header(block), False  # a header row, detected per file
+                        first = False
+                        block = block.removeprefix(_BOM)
+                        if _has_header(block):
+                            block = block[block.find(b"\n") + 1:] if b"\n" in block else b""
                     if not block.strip():
                         continue
                     table = pacsv.read_csv(pa.py_buffer(block), read_options=read_options, convert_options=convert_options)
                     for batch in table.to_batches():
-                        yield _convert(batch, cols)
+                        yield _convert(batch, kept)
     except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
         raise BadSourceFile(f"not a readable zip ({exc})") from None
-    except pa.ArrowInvalid as exc:
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         raise BadSourceFile(f"bad row ({exc})") from None
 
 
-def _convert(batch: pa.RecordBatch, cols: list[tuple[str, pa.DataType]]) -> pa.RecordBatch:
+def _read_type(column: datasets.Column) -> pa.DataType:
+    """How pyarrow reads the column: epoch times as int64 (unit decided per value), text times naive."""
+    if column.text_time:
+        return pa.timestamp(column.type.unit)
+    return pa.int64() if column.is_time else column.type
+
+
+def _convert(batch: pa.RecordBatch, cols: list[datasets.Column]) -> pa.RecordBatch:
     arrays = []
-    for (name, kind), array in zip(cols, batch.columns):
-        if kind == TIME:  # µs or ms, per value
-            micros = pc.if_else(pc.greater_equal(array, MICROSECOND_THRESHOLD), array, pc.multiply(array, 1000))
-            array = pc.cast(micros, TIME)
+    for column, array in zip(cols, batch.columns):
+        if column.text_time:  # naive UTC wall time: same values, tz attached
+            array = array.cast(column.type)
+        elif column.is_time:  # µs or ms, per value
+            micros = pc.greater_equal(array, MICROSECOND_THRESHOLD)
+            if column.type.unit == "us":
+                array = pc.if_else(micros, array, pc.multiply(array, 1000))
+            else:
+                array = pc.if_else(micros, pc.divide(array, 1000), array)
+            array = array.cast(column.type)
         arrays.append(array)
-    return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(cols))
+    return pa.RecordBatch.from_arrays(arrays, schema=pa.schema([(c.name, c.type) for c in cols]))
 
 
 def parse_month(task: MonthTask) -> tuple[int, int]:

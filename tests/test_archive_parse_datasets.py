@@ -1,0 +1,137 @@
+"""`archive parse` for every dataset of every market: download, verify and parse a sample from the
+fake Binance, and compare each partition with the CSV rows decoded here independently."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import zipfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from tests.test_archive_datasets import (  # noqa: F401 - fixtures
+    CASES,
+    KLINE_LIKE,
+    bucket,
+    data_dir,
+    datasets_archive,
+    run,
+    sample_symbol,
+)
+
+INT = re.compile(r"-?\d+")
+FLOAT = re.compile(r"-?\d*\.\d+(e-?\d+)?")
+DATETIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
+US_FROM = 10**15  # an epoch number this large is in µs
+
+
+def decode(field: str):
+    """One CSV field as Python sees it: bool, epoch ms of a UTC datetime string, int, float or text."""
+    if field in ("true", "True", "false", "False"):
+        return field.lower() == "true"
+    if DATETIME.fullmatch(field):
+        return int(datetime.strptime(field, "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc).timestamp() * 1000)
+    if INT.fullmatch(field):
+        return int(field)
+    if FLOAT.fullmatch(field):
+        return float(field)
+    return field
+
+
+def zip_rows(path: Path) -> tuple[list[str] | None, list[list]]:
+    """(header or None, decoded rows) of one downloaded zip."""
+    with zipfile.ZipFile(path) as zf:
+        text = zf.read(zf.namelist()[0]).decode()
+    rows = list(csv.reader(io.StringIO(text)))
+    header = rows[0] if rows and rows[0][0][:1].isalpha() else None
+    return header, [[decode(f) for f in row] for row in (rows[1:] if header else rows)]
+
+
+def month_of(name: str) -> str:
+    stamp = re.search(r"(\d{4})-(\d{2})(?:-\d{2})?\.zip$", name)
+    return stamp.group(1) + stamp.group(2)
+
+
+@pytest.mark.parametrize(("market", "dataset"), CASES)
+def test_parse_every_dataset_equals_the_csv(bucket: Path, capsys, market: str, dataset: str) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    symbol = sample_symbol(market, dataset)
+    interval = ["--interval", "1h"] if dataset in KLINE_LIKE else []
+    code, _, err = run(capsys, "archive", "download", market, dataset, symbol, *interval, "--start", "2024-11-01")
+    assert code == 0, err
+    code, _, err = run(capsys, "archive", "verify", market, dataset, *interval)
+    assert code == 0, err
+    code, out, err = run(capsys, "archive", "parse", market, dataset, *interval)
+    assert code == 0, err
+
+    # Each month from its monthly zip when there is one, else from its daily zips in day order.
+    zips = sorted((data_dir() / "aws_data").rglob("*.zip"))
+    monthly = {month_of(p.name): [p] for p in zips if "/monthly/" in str(p)}
+    daily: dict[str, list[Path]] = {}
+    for p in zips:
+        if "/daily/" in str(p):
+            daily.setdefault(month_of(p.name), []).append(p)
+    sources = {**daily, **monthly}
+    folder = "archive_klines" if dataset == "klines" else dataset
+    parsed = data_dir() / "parsed_data" / market / folder / ("1h" if interval else "") / symbol
+    assert sorted(p.name for p in parsed.iterdir()) == sorted(f"{m}.pqt" for m in sources)
+    assert not (data_dir() / "parsed_data" / market / "klines").exists()  # the legacy parse's folder
+
+    micro = dataset in ("trades", "aggTrades")
+    total = 0
+    for month, files in sources.items():
+        table = pq.read_table(parsed / f"{month}.pqt")
+        times = [i for i, f in enumerate(table.schema) if pa.types.is_timestamp(f.type)]
+        assert times, "every dataset has a time column"
+        for i in times:
+            assert table.schema.field(i).type == pa.timestamp("us" if micro else "ms", tz="UTC")
+        want = []
+        for path in files:
+            header, rows = zip_rows(path)
+            if dataset in KLINE_LIKE:  # the `ignore` column is not kept
+                header, rows = header and header[:-1], [row[:-1] for row in rows]
+            if header:
+                assert table.schema.names == header
+            for row in rows:
+                for i in times:
+                    value = row[i]
+                    if micro:
+                        row[i] = value if value >= US_FROM else value * 1000
+                    else:
+                        row[i] = value // 1000 if value >= US_FROM else value
+            want += rows
+        for i in times:
+            table = table.set_column(i, table.schema.names[i], table.column(i).cast(pa.int64()))
+        got = [list(row.values()) for row in table.to_pylist()]
+        assert got == want, (month, [p.name for p in files])
+        assert all(type(g) is type(w) or isinstance(w, int) and type(g) is float
+                   for row_g, row_w in zip(got, want) for g, w in zip(row_g, row_w))
+        total += len(want)
+    assert total > 0 and f"rows={total:,} " in out
+
+    # Incremental: nothing changed, nothing rewritten.
+    code, out, err = run(capsys, "archive", "parse", market, dataset, *interval)
+    assert code == 0 and "files=0 " in out and f"skipped={len(sources)}" in out, err
+
+
+def test_metrics_without_a_header_keep_their_first_row(tmp_path: Path) -> None:
+    """A metrics file starts with a date, not a number: the header test must not eat a data row."""
+    import pyarrow.parquet as pq
+
+    from bhds.parse.trades import MonthTask, parse_month, signature
+
+    rows = ["2024-12-01 00:00:00,BTCUSDT,1.5,2.5,1.1,1.2,1.3,1.4", "2024-12-01 00:05:00,BTCUSDT,1.6,2.6,1.1,1.2,1.3,1.4"]
+    source = tmp_path / "BTCUSDT-metrics-2024-12-01.zip"
+    with zipfile.ZipFile(source, "w") as zf:
+        zf.writestr("BTCUSDT-metrics-2024-12-01.csv", "\n".join(rows) + "\n")
+    target = tmp_path / "202412.pqt"
+    assert parse_month(MonthTask("um_futures", "metrics", (str(source),), str(target), signature([source])))[0] == 2
+    table = pq.read_table(target)
+    assert table.column("sum_open_interest").to_pylist() == [1.5, 1.6]
+    assert [t.isoformat() for t in table.column("create_time").to_pylist()] == [
+        "2024-12-01T00:00:00+00:00", "2024-12-01T00:05:00+00:00"]
