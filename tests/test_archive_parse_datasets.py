@@ -135,3 +135,37 @@ def test_metrics_without_a_header_keep_their_first_row(tmp_path: Path) -> None:
     assert table.column("sum_open_interest").to_pylist() == [1.5, 1.6]
     assert [t.isoformat() for t in table.column("create_time").to_pylist()] == [
         "2024-12-01T00:00:00+00:00", "2024-12-01T00:05:00+00:00"]
+
+
+@pytest.mark.parametrize(("market", "dataset"), [("spot", "trades"), ("um_futures", "aggTrades"),
+                                                 ("um_futures", "markPriceKlines"), ("um_futures", "metrics")])
+def test_load_reads_a_parsed_dataset_by_its_own_time_column(bucket: Path, capsys, market: str, dataset: str) -> None:
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import bhds
+
+    symbol = sample_symbol(market, dataset)
+    interval = ["--interval", "1h"] if dataset in KLINE_LIKE else []
+    for argv in (["download", market, dataset, symbol, *interval, "--start", "2024-11-01"],
+                 ["verify", market, dataset, *interval], ["parse", market, dataset, *interval]):
+        code, _, err = run(capsys, "archive", *argv)
+        assert code == 0, err
+    folder = "archive_klines" if dataset == "klines" else dataset
+    parsed = data_dir() / "parsed_data" / market / folder / ("1h" if interval else "") / symbol
+    everything = pa.concat_tables([pq.read_table(p) for p in sorted(parsed.glob("*.pqt"))])
+    time = next(f.name for f in everything.schema if pa.types.is_timestamp(f.type))
+
+    assert bhds.load_arrow(market, symbol, "1h", source=dataset, data_dir=data_dir()).to_pylist() == everything.to_pylist()
+    # A range across the year's boundary, start inclusive and end exclusive, by the dataset's own time.
+    start, end = pd.Timestamp("2024-12-31T12:00", tz="UTC"), pd.Timestamp("2025-01-01T12:00", tz="UTC")
+    frame = everything.to_pandas()
+    expected = frame[(frame[time] >= start) & (frame[time] < end)].reset_index(drop=True)
+    got = bhds.load(market, symbol, "1h", start, end, source=dataset, data_dir=data_dir())
+    assert len(expected) > 0
+    pd.testing.assert_frame_equal(got, expected)
+    pruned = bhds.load(market, symbol, "1h", start, end, source=dataset, columns=[everything.schema.names[-1]], data_dir=data_dir())
+    assert list(pruned.columns) == list(dict.fromkeys([time, everything.schema.names[-1]]))
+    with pytest.raises(bhds.DataError, match="run `bhds archive download"):
+        bhds.load(market, "NOSUCHUSDT", "1h", source=dataset, data_dir=data_dir())

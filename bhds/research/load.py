@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Union
+from typing import TYPE_CHECKING, Union
 
 from bhds.errors import ConfigError, DataError, InputError
+from bhds.paths import PARQUET_SUFFIX, list_files
 from bhds.research.store import (API_KLINES, PARSED_KLINES, RESAMPLED, RESULTS, TIME, Dataset, FileFigures, file_figures,
                                   interval_order, stem, trade_type_of)
 from bhds.types import DAY_MS, TradeType, parse_interval
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 
     from bhds.paths import Layout
 
-Source = Literal["results", "resampled", "parsed"]
+Source = str  # "results", "resampled", "parsed", or a dataset `archive parse` wrote ("trades", "aggTrades", ...)
 TimeLike = Union[str, datetime, date, None]
 SOURCES: tuple[str, ...] = ("results", "resampled", "parsed")
 SEGMENT = "segment"
@@ -55,7 +56,9 @@ def load_arrow(trade_type: str | TradeType, symbol: str, interval: str = "1m", s
         wanted = None if columns is None else [TIME, *([columns] if isinstance(columns, str) else columns)]
         table = _load_segments(layout, dataset, symbol, start_ms, end_ms, segments, wanted)
     else:
-        raise InputError(f"source {source!r} is not known: use one of {', '.join(SOURCES)}", exit_code=2)
+        if segments or offset is not None or indicators:
+            raise InputError(f"segments, offset and indicators apply to results and resamples, not to source={source!r}", exit_code=2)
+        return _load_archive_dataset(layout, tt, source, symbol, interval, start_ms, end_ms, columns)
     table = _select(table, columns, segments)
     if indicators:
         if source == "parsed":
@@ -94,7 +97,9 @@ def load(trade_type: str | TradeType, symbol: str, interval: str = "1m", start: 
         offset: the resample offset folder (`resampled` only), e.g. `5m`.
         columns: columns to read; `candle_begin_time` always comes first. Default: all.
         source: `results` (generated klines), `resampled`, or `parsed` (archive partitions merged
-            with API days, as generate sees them before its gap split and fill).
+            with API days, as generate sees them before its gap split and fill); or a dataset that
+            `bhds archive parse` wrote (`trades`, `aggTrades`, `bookDepth`, `metrics`, `markPriceKlines`
+            with `interval`, ...), filtered and sorted by its own time column.
         segments: add a `segment` column naming the file each row came from (`SP0_X`, …, `X`).
         indicators: specs or column names written by `generate indicators-type` (e.g. `rsi:14`,
             `macd:12,26,9`), joined on candle time; not for `parsed`.
@@ -237,7 +242,7 @@ def _files_by_symbol(layout: Layout, tt: TradeType, interval: str, source: str, 
 
 # ---- reading ----
 
-def _time_filter(field_type: pa.DataType, start_ms: int | None, end_ms: int | None):  # noqa: ANN202 - a pyarrow Expression
+def _time_filter(field_type: pa.DataType, start_ms: int | None, end_ms: int | None, column: str = TIME):  # noqa: ANN202
     import pyarrow as pa
     import pyarrow.dataset as ds
 
@@ -249,9 +254,9 @@ def _time_filter(field_type: pa.DataType, start_ms: int | None, end_ms: int | No
 
     expression = None
     if start_ms is not None:
-        expression = ds.field(TIME) >= scalar(start_ms)
+        expression = ds.field(column) >= scalar(start_ms)
     if end_ms is not None:
-        below = ds.field(TIME) < scalar(end_ms)
+        below = ds.field(column) < scalar(end_ms)
         expression = below if expression is None else expression & below
     return expression
 
@@ -336,6 +341,52 @@ def _load_parsed(layout: Layout, tt: TradeType, symbol: str, interval: str, star
 
     merged = merge(columns_of(archive_paths), columns_of(api_paths) if api_paths else None)
     return frame.to_table(merged, KLINE_SCHEMA)
+
+
+def _load_archive_dataset(layout: Layout, tt: TradeType, name: str, symbol: str, interval: str, start_ms: int | None,
+                          end_ms: int | None, columns: Sequence[str] | None) -> pa.Table:
+    """A dataset `archive parse` wrote (trades, aggTrades, bookDepth, metrics, ...), rows of [start, end) by its time column.
+
+    The time column is the dataset's first timestamp (`time` of trades, `transact_time` of
+    aggTrades, `open_time` of klines, ...); only the monthly partitions that meet the range are opened.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    from bhds.archive.catalog import dataset_interval, find_dataset
+
+    found = find_dataset(tt, name)
+    folder_interval = dataset_interval(tt, found, interval if found.has_interval else None)
+    directory = layout.parsed_dataset_dir(tt, found.name, symbol, folder_interval)
+    files = list_files(directory, PARQUET_SUFFIX)
+    if not files:
+        where = f" --interval {folder_interval}" if folder_interval else ""
+        raise DataError(f"no parsed {found.name} of {symbol} under {directory}: run `bhds archive download {tt.value} "
+                        f"{found.name} {symbol}{where}`, then `archive verify` and `archive parse` with the same arguments")
+    wanted = [p for p in files if p.stem.isdigit() and _overlaps_month(p.stem, start_ms, end_ms)]
+    try:
+        dataset = ds.dataset([str(p) for p in wanted] or [str(files[0])], format="parquet")
+        time = next(f.name for f in dataset.schema if pa.types.is_timestamp(f.type))
+        if columns is not None:
+            columns = [time] + [c for c in ([columns] if isinstance(columns, str) else columns) if c != time]
+            _check_columns(columns, dataset.schema.names)
+        table = dataset.to_table(columns=columns, filter=_time_filter(dataset.schema.field(time).type, start_ms, end_ms, time))
+    except FileNotFoundError:
+        raise DataError(f"a partition under {directory} vanished while reading (a parse rewrote it?): call load again") from None
+    except (OSError, pa.ArrowException) as exc:
+        raise DataError(f"cannot read {directory} ({exc}): run `bhds archive parse` for it again") from exc
+    if not wanted:
+        table = table.slice(0, 0)
+    values = table.column(time).cast(pa.int64()).to_numpy() if table.num_rows > 1 else np.zeros(0)
+    if len(values) > 1 and not bool(np.all(values[1:] >= values[:-1])):
+        table = table.sort_by(time)
+    return table
+
+
+def _overlaps_month(month: str, start_ms: int | None, end_ms: int | None) -> bool:
+    first, last = _month_span(month)
+    return (end_ms is None or first < end_ms) and (start_ms is None or last >= start_ms)
 
 
 def _month_span(month: str) -> tuple[int, int]:
