@@ -213,6 +213,10 @@ class Layout:
         """`parsed_data/<tt>/<dataset>/<SYMBOL>`: monthly partitions of an archive dataset (trades, aggTrades)."""
         return self.root / "parsed_data" / TradeType(trade_type).value / dataset / symbol
 
+    def parsed_dataset_symbols_dir(self, trade_type: TradeType, dataset: str) -> Path:
+        """`parsed_data/<tt>/<dataset>`, one sub-directory per symbol."""
+        return self.root / "parsed_data" / TradeType(trade_type).value / dataset
+
     def parsed_dataset_partition(self, trade_type: TradeType, dataset: str, symbol: str, year: int, month: int) -> Path:
         return self.parsed_dataset_dir(trade_type, dataset, symbol) / f"{year:04d}{month:02d}{PARQUET_SUFFIX}"
 
@@ -249,6 +253,13 @@ class Layout:
 
     def results_kline_file(self, trade_type: TradeType, interval: str, name: str) -> Path:
         return self.results_kline_dir(trade_type, interval) / f"{name}{PARQUET_SUFFIX}"
+
+    def trade_bars_dir(self, trade_type: TradeType, interval: str) -> Path:
+        """`results_data/<tt>/trade_bars/<interval>`: klines built from trades by `generate bars`."""
+        return self.root / "results_data" / TradeType(trade_type).value / "trade_bars" / interval
+
+    def trade_bars_file(self, trade_type: TradeType, interval: str, symbol: str) -> Path:
+        return self.trade_bars_dir(trade_type, interval) / f"{symbol}{PARQUET_SUFFIX}"
 
     def resampled_root(self, trade_type: TradeType) -> Path:
         """`results_data/<tt>/resampled_klines`, one sub-directory per interval, then per offset."""
