@@ -183,10 +183,18 @@ def test_spot_microseconds_across_months_and_incremental(bucket: Path, capsys) -
     code, out, err = run(capsys, "generate", "bars", "spot", "BTCUSDT", "--interval", "1h")
     assert code == 0 and "files=0 " in out and "skipped=1" in out, err
     assert target.stat().st_mtime_ns == first
-    # A new day parsed (a new month partition): rebuilt over both months.
+    # A new day parsed (a new month partition): only the new month is read, December's bars are
+    # kept from the previous file. Proof: December's partition, garbled behind an unchanged size
+    # and mtime, is not opened.
     fetch_and_parse(capsys, "spot", "aggTrades", "BTCUSDT", "2025-01-01", "2025-01-01")
+    december = data_dir() / "parsed_data/spot/aggTrades/BTCUSDT/202412.pqt"
+    stat, good = december.stat(), december.read_bytes()
+    december.write_bytes(b"x" * len(good))
+    os.utime(december, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     code, out, err = run(capsys, "generate", "bars", "spot", "BTCUSDT", "--interval", "1h")
     assert code == 0 and "files=1 " in out, err
+    december.write_bytes(good)
+    os.utime(december, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     rows = []
     for stamp in ("2024-12-31", "2025-01-01"):
         rows += zip_rows(bucket / f"data/spot/daily/aggTrades/BTCUSDT/BTCUSDT-aggTrades-{stamp}.zip")
@@ -194,6 +202,11 @@ def test_spot_microseconds_across_months_and_incremental(bucket: Path, capsys) -
     assert_bars_equal(target, expected)
     assert {datetime.fromtimestamp(int(k[0]) / 1000, tz=timezone.utc).date() for k in expected} == {date(2024, 12, 31), date(2025, 1, 1)}
     assert b'"interval": "1h"' in pq.read_schema(target).metadata[SOURCES_KEY]
+    # A partition re-parsed in the past month (new mtime): rebuilt from it on, same bars.
+    os.utime(december, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    code, out, err = run(capsys, "generate", "bars", "spot", "BTCUSDT", "--interval", "1h")
+    assert code == 0 and "files=1 " in out, err
+    assert_bars_equal(target, expected)
     # Another interval is another file, built on its own.
     code, out, err = run(capsys, "generate", "bars", "spot", "BTCUSDT", "--interval", "1d")
     assert code == 0 and "files=1 rows=2 " in out, err

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from bhds.errors import InputError
+from bhds.paths import partition_month
 from bhds.schema import KLINE_SCHEMA
 from bhds.storage import write_table_numeric
 from bhds.types import DAY_MS, Interval, parse_interval
@@ -62,6 +64,7 @@ class BarsTask:
     target: str
     signature: str
     contract_size: float | None = None  # COIN-M aggTrades only: USD per contract
+    keep_before_ms: int | None = None  # keep the previous file's bars opening before this; `sources` are the rest
 
 
 def signature(sources: list[Path], dataset: str, interval: str, contract_size: float | None) -> str:
@@ -79,6 +82,35 @@ def built_from(target: Path) -> str | None:
         return None
     value = metadata.get(SOURCES_KEY)
     return value.decode() if value else None
+
+
+_OPTIONS = ("version", "from", "interval", "contract_size")
+
+
+def reuse_plan(previous: str | None, current: str, sources: list[Path], interval_ms: int) -> tuple[list[Path], int | None]:
+    """(partitions to read, keep the previous bars opening before this time in ms, or None for all).
+
+    A new day changes only the last partition: the months before it were built from the same
+    partitions with the same options, so their bars are kept from the previous file and only the
+    changed months are read again. Bars of a day or less never straddle a month boundary; longer
+    ones (epoch-aligned days) might, so they are always rebuilt in full.
+    """
+    try:
+        old = json.loads(previous) if previous else None
+    except ValueError:
+        old = None
+    new = json.loads(current)
+    if not old or interval_ms > DAY_MS or any(old.get(key) != new[key] for key in _OPTIONS):
+        return sources, None
+    old_inputs, new_inputs = old.get("inputs") or [], new["inputs"]
+    same = 0
+    while same < min(len(old_inputs), len(new_inputs)) and old_inputs[same] == new_inputs[same]:
+        same += 1
+    month = partition_month(new_inputs[same][0]) if 0 < same < len(new_inputs) else None
+    if month is None:  # nothing in common, or partitions removed at the end: rebuild
+        return sources, None
+    start = datetime(month[0], month[1], 1, tzinfo=timezone.utc)
+    return sources[same:], int(start.timestamp() * 1000)
 
 
 def _columns(market: str, dataset: str) -> list[str]:
@@ -148,5 +180,10 @@ def build_bars(task: BarsTask) -> tuple[int, int]:
         bars = {name: np.zeros(0) for name in ("key", *_VALUES)}
     arrays = [pa.array(bars["key"].astype(np.int64) // 1000).cast(KLINE_SCHEMA.field("candle_begin_time").type)]
     arrays += [pa.array(bars[name]).cast(KLINE_SCHEMA.field(name).type) for name in _VALUES]
-    table = pa.Table.from_arrays(arrays, schema=KLINE_SCHEMA).replace_schema_metadata({SOURCES_KEY: task.signature.encode()})
+    table = pa.Table.from_arrays(arrays, schema=KLINE_SCHEMA)
+    if task.keep_before_ms is not None:
+        kept = pq.read_table(task.target).select(KLINE_SCHEMA.names).cast(KLINE_SCHEMA)
+        keep_before = pa.scalar(task.keep_before_ms, pa.int64()).cast(KLINE_SCHEMA.field("candle_begin_time").type)
+        table = pa.concat_tables([kept.filter(pc.less(kept["candle_begin_time"], keep_before)), table])
+    table = table.replace_schema_metadata({SOURCES_KEY: task.signature.encode()})
     return table.num_rows, write_table_numeric(table, Path(task.target))

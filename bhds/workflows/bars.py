@@ -3,7 +3,8 @@
 Reads `parsed_data/<market>/<dataset>/<SYMBOL>/YYYYMM.pqt` (written by `archive parse`) and
 writes `results_data/<market>/trade_bars/<interval>/<SYMBOL>.pqt`. A file records in its footer
 the partitions (name, size, mtime) and options it was built from; a symbol whose record still
-matches is skipped.
+matches is skipped; when only later partitions changed (a new day), the earlier months' bars are
+kept from the previous file and only the changed months are read.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def _contract_sizes(layout: Layout, tt: TradeType, dataset: str, symbols: list[s
 
 
 def generate_bars(settings: Settings, *, market: str, symbols: list[str], interval: str, source: str) -> RunSummary:
-    from bhds.generate.bars import BarsTask, bar_interval, build_bars, built_from, signature
+    from bhds.generate.bars import BarsTask, bar_interval, build_bars, built_from, reuse_plan, signature
     from bhds.parallel import imap_isolated
 
     tt = TradeType(market)
@@ -56,11 +57,13 @@ def generate_bars(settings: Settings, *, market: str, symbols: list[str], interv
                 summary.fail(f"{symbol}: no parsed {source}; run `bhds archive parse {tt.value} {source} {symbol}` first")
                 continue
             target = layout.trade_bars_file(tt, bar.text, symbol)
-            built = signature(sources, source, bar.text, sizes.get(symbol))
-            if built_from(target) == built:
+            built, previous = signature(sources, source, bar.text, sizes.get(symbol)), built_from(target)
+            if previous == built:
                 summary.skipped += 1
                 continue
-            tasks.append(BarsTask(tt.value, source, bar.ms, tuple(map(str, sources)), str(target), built, sizes.get(symbol)))
+            reads, keep_before = reuse_plan(previous, built, sources, bar.ms)
+            tasks.append(BarsTask(tt.value, source, bar.ms, tuple(map(str, reads)), str(target), built, sizes.get(symbol),
+                                  keep_before))
         log.info("building %s bars of %d symbol(s) from %s on %d process(es)", bar.text, len(tasks), source, settings.n_jobs)
         for task, outcome in imap_isolated(build_bars, tasks, settings.n_jobs):
             if isinstance(outcome, BaseException):
