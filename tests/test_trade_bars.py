@@ -48,17 +48,20 @@ def zip_rows(path: Path) -> list[list[str]]:
     return [line.split(",") for line in lines if line and line[0].isdigit()]
 
 
-def reference_klines(rows: list[list[str]], bar_ms: int, dataset: str = "aggTrades") -> list[list[str]]:
+def reference_klines(rows: list[list[str]], bar_ms: int, dataset: str = "aggTrades",
+                     contract_size: int | None = None) -> list[list[str]]:
     """Binance's klines from trade rows, one trade at a time in exact decimals (the test's oracle).
 
     aggTrades: id, price, qty, first id, last id, time, is_buyer_maker[, best match];
-    trades: id, price, qty, quote_qty, time, is_buyer_maker[, best match].
+    trades: id, price, qty, quote_qty, time, is_buyer_maker[, best match]. COIN-M aggTrades
+    (`contract_size` given): the quote volume is the base asset, contracts × size / price.
     """
     bars: dict[int, dict] = {}
     for row in rows:
         price, qty = Decimal(row[1]), Decimal(row[2])
         if dataset == "aggTrades":
-            quote, count, when, buyer_maker = price * qty, int(row[4]) - int(row[3]) + 1, int(row[5]), row[6]
+            quote = qty * contract_size / price if contract_size else price * qty
+            count, when, buyer_maker = int(row[4]) - int(row[3]) + 1, int(row[5]), row[6]
         else:
             quote, count, when, buyer_maker = Decimal(row[3]), 1, int(row[4]), row[5]
         ms = when // 1000 if when >= 10 ** 15 else when
@@ -101,7 +104,7 @@ def assert_bars_equal(path: Path, klines: list[list[str]]) -> None:
 def trades_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The fake's trades and aggTrades (UM and spot), plus UM BTCUSDT's 1m klines of DAY derived from its aggTrades."""
     root = tmp_path_factory.mktemp("trades_archive")
-    build_datasets(datasets_universe(), root, datasets=["aggTrades", "trades"], markets=["um", "spot"], compress_level=1)
+    build_datasets(datasets_universe(), root, datasets=["aggTrades", "trades"], markets=["um", "spot", "cm"], compress_level=1)
     agg = zip_rows(root / f"data/futures/um/daily/aggTrades/BTCUSDT/BTCUSDT-aggTrades-{DAY}.zip")
     header = "open_time,open,high,low,close,volume,close_time,quote_volume,count,taker_buy_volume,taker_buy_quote_volume,ignore"
     body = "\n".join([header] + [",".join(k) for k in reference_klines(agg, 60_000)]) + "\n"
@@ -230,3 +233,19 @@ def test_no_parsed_trades_names_the_commands(bucket: Path, capsys) -> None:
     fetch_and_parse(capsys, "um_futures", "trades", "BTCUSDT", str(DAY), str(DAY))
     code, out, err = run(capsys, "generate", "bars", "um_futures", "BTCUSDT", "ETHUSDT", "--interval", "1m", "--from", "trades")
     assert code == 3 and "files=1 " in out and "ETHUSDT: no parsed trades" in err
+
+
+def test_coin_m_base_asset_volume(bucket: Path, capsys) -> None:
+    # COIN-M klines count volume in contracts and quote_volume in the base asset (BTC).
+    stamp = "2024-12-20"
+    for dataset in ("trades", "aggTrades"):
+        fetch_and_parse(capsys, "cm_futures", dataset, "BTCUSD_PERP", stamp, stamp)
+    trades = zip_rows(bucket / f"data/futures/cm/daily/trades/BTCUSD_PERP/BTCUSD_PERP-trades-{stamp}.zip")
+    code, _, err = run(capsys, "generate", "bars", "cm_futures", "--interval", "5m", "--from", "trades")
+    assert code == 0, err
+    assert_bars_equal(bars_file("cm_futures", "5m", "BTCUSD_PERP"), reference_klines(trades, 300_000, "trades"))
+    # From aggTrades the base amount is computed: contracts × 100 USD (BTC's contract size) / price.
+    agg = zip_rows(bucket / f"data/futures/cm/daily/aggTrades/BTCUSD_PERP/BTCUSD_PERP-aggTrades-{stamp}.zip")
+    code, _, err = run(capsys, "generate", "bars", "cm_futures", "BTCUSD_PERP", "--interval", "4h")
+    assert code == 0, err
+    assert_bars_equal(bars_file("cm_futures", "4h", "BTCUSD_PERP"), reference_klines(agg, 4 * 3_600_000, contract_size=100))

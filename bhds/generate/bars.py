@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from bhds.errors import InputError
+from bhds.errors import DataError, InputError
 from bhds.paths import partition_month
 from bhds.schema import KLINE_SCHEMA
 from bhds.storage import write_table_numeric
@@ -169,11 +169,14 @@ def build_bars(task: BarsTask) -> tuple[int, int]:
     partials: list[dict[str, np.ndarray]] = []
     columns = _columns(task.market, task.dataset)
     for source in task.sources:
-        parquet = pq.ParquetFile(source)
-        for group in range(parquet.num_row_groups):
-            batch = parquet.read_row_group(group, columns=columns)
-            if batch.num_rows:
-                partials.append(reduce_bars(_trade_values(batch, task)))
+        try:
+            parquet = pq.ParquetFile(source)
+            for group in range(parquet.num_row_groups):
+                batch = parquet.read_row_group(group, columns=columns)
+                if batch.num_rows:
+                    partials.append(reduce_bars(_trade_values(batch, task)))
+        except (OSError, pa.ArrowException, KeyError) as exc:
+            raise DataError(f"cannot read {source} ({exc}): delete it and run `bhds archive parse` again") from None
     if partials:
         bars = reduce_bars({name: np.concatenate([p[name] for p in partials]) for name in partials[0]})
     else:
