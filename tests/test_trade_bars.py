@@ -15,7 +15,6 @@ text with a relative tolerance of 1e-12, far below any decimal the archive write
 from __future__ import annotations
 
 import os
-import shutil
 import zipfile
 from datetime import date, datetime, timezone
 from decimal import Decimal
@@ -24,21 +23,15 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from bhds.cli import main
 from bhds.generate.bars import SOURCES_KEY
 from bhds.schema import KLINE_SCHEMA
-from tests.fakebinance import build_datasets, datasets_universe, start_in_thread
+from tests.fakebinance import build_datasets, datasets_universe
 from tests.fakebinance.archive import write_zip_object
+from tests.test_archive_datasets import bucket, data_dir, run  # noqa: F401 - `bucket` serves this module's datasets_archive
 
 DAY = date(2024, 12, 15)
 KLINES_KEY = "data/futures/um/daily/klines/BTCUSDT/1m/BTCUSDT-1m-2024-12-15.zip"
 
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as stop:
-        main(list(argv))
-    out, err = capsys.readouterr()
-    return stop.value.code, out, err
 
 
 def zip_rows(path: Path) -> list[list[str]]:
@@ -101,8 +94,8 @@ def assert_bars_equal(path: Path, klines: list[list[str]]) -> None:
 
 
 @pytest.fixture(scope="module")
-def trades_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The fake's trades and aggTrades (UM and spot), plus UM BTCUSDT's 1m klines of DAY derived from its aggTrades."""
+def datasets_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bucket `bucket` serves here: the fake's trades and aggTrades (UM, spot, COIN-M), plus UM BTCUSDT's 1m klines of DAY derived from its aggTrades."""
     root = tmp_path_factory.mktemp("trades_archive")
     build_datasets(datasets_universe(), root, datasets=["aggTrades", "trades"], markets=["um", "spot", "cm"], compress_level=1)
     agg = zip_rows(root / f"data/futures/um/daily/aggTrades/BTCUSDT/BTCUSDT-aggTrades-{DAY}.zip")
@@ -112,24 +105,6 @@ def trades_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture
-def bucket(trades_archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    root = tmp_path / "bucket"
-    shutil.copytree(trades_archive, root, copy_function=os.link)
-    fake = start_in_thread(root)
-    data = tmp_path / "crypto"
-    data.mkdir()
-    for key, value in {"CRYPTO_BASE_DIR": str(data), **fake.env, "CRYPTO_NJOBS": "1",
-                       "BHDS_NOW": fake.universe.now_iso}.items():
-        monkeypatch.setenv(key, value)
-    try:
-        yield root
-    finally:
-        fake.stop()
-
-
-def data_dir() -> Path:
-    return Path(os.environ["CRYPTO_BASE_DIR"]) / "binance_data"
 
 
 def fetch_and_parse(capsys, market: str, dataset: str, symbol: str, start: str, end: str) -> None:
