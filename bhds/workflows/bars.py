@@ -48,7 +48,8 @@ def generate_bars(settings: Settings, *, market: str, symbols: list[str], interv
     summary = RunSummary("generate bars")
     summary.notes["symbols"] = len(named)
     sizes = _contract_sizes(layout, tt, source, named)
-    with stage_lock(layout, paths.lock_name("bars", tt, source, bar.text), settings.lock_timeout):
+    # One lock per output folder: --from trades and --from aggTrades write the same files.
+    with stage_lock(layout, paths.lock_name("bars", tt, "trade_bars", bar.text), settings.lock_timeout):
         sweep_temp_files(layout.trade_bars_dir(tt, bar.text))
         tasks = []
         for symbol in named:
