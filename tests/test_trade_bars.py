@@ -107,6 +107,12 @@ def datasets_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 
+@pytest.fixture(autouse=True)
+def small_row_groups(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parse in ~1 kB blocks: a day is many row groups, so (hourly) bars straddle them and partial bars must merge."""
+    monkeypatch.setattr("bhds.workflows.archive_parse.BLOCK_SIZE", 1024)
+
+
 def fetch_and_parse(capsys, market: str, dataset: str, symbol: str, start: str, end: str) -> None:
     for argv in (("download", market, dataset, symbol, "--start", start, "--end", end), ("verify", market, dataset, symbol),
                  ("parse", market, dataset, symbol)):
@@ -126,6 +132,7 @@ def test_bars_from_aggtrades_equal_binance_klines(bucket: Path, capsys) -> None:
     klines = zip_rows(data_dir() / "aws_data" / KLINES_KEY)
     # ... and the bars bhds builds from the same day's aggTrades.
     fetch_and_parse(capsys, "um_futures", "aggTrades", "BTCUSDT", str(DAY), str(DAY))
+    assert pq.ParquetFile(data_dir() / "parsed_data/um_futures/aggTrades/BTCUSDT/202412.pqt").num_row_groups > 5  # about 10 kB of CSV
     code, out, err = run(capsys, "generate", "bars", "um_futures", "BTCUSDT", "--interval", "1m")
     assert code == 0, err
     assert f"files=1 rows={len(klines)} " in out
@@ -224,3 +231,22 @@ def test_coin_m_base_asset_volume(bucket: Path, capsys) -> None:
     code, _, err = run(capsys, "generate", "bars", "cm_futures", "BTCUSD_PERP", "--interval", "4h")
     assert code == 0, err
     assert_bars_equal(bars_file("cm_futures", "4h", "BTCUSD_PERP"), reference_klines(agg, 4 * 3_600_000, contract_size=100))
+
+
+def test_reduce_keeps_trade_order_inside_a_bar() -> None:
+    # Keys out of order (as partial bars of two months read out of order would be): open and close
+    # are still the first and last trade of each bar in the order given, the sums are whole.
+    import numpy as np
+
+    from bhds.generate.bars import reduce_bars
+
+    key = np.array([60, 0, 60, 0, 60])
+    price = np.array([5.0, 1.0, 7.0, 3.0, 6.0])
+    ones = np.ones(5)
+    bars = reduce_bars({"key": key, "open": price, "high": price, "low": price, "close": price, "volume": ones,
+                        "quote_volume": price, "trade_num": np.ones(5, dtype=np.int64),
+                        "taker_buy_base_asset_volume": ones, "taker_buy_quote_asset_volume": price})
+    assert bars["key"].tolist() == [0, 60]
+    assert (bars["open"].tolist(), bars["close"].tolist()) == ([1.0, 5.0], [3.0, 6.0])
+    assert (bars["high"].tolist(), bars["low"].tolist()) == ([3.0, 7.0], [1.0, 5.0])
+    assert bars["trade_num"].tolist() == [2, 3] and bars["quote_volume"].tolist() == [4.0, 18.0]
