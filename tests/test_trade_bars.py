@@ -14,6 +14,7 @@ text with a relative tolerance of 1e-12, far below any decimal the archive write
 
 from __future__ import annotations
 
+import json
 import os
 import zipfile
 from datetime import date, datetime, timezone
@@ -192,9 +193,12 @@ def test_spot_microseconds_across_months_and_incremental(bucket: Path, capsys) -
     code, out, err = run(capsys, "generate", "bars", "spot", "BTCUSDT", "--interval", "1h")
     assert code == 0 and "files=1 " in out, err
     assert_bars_equal(target, expected)
-    # Another interval is another file, built on its own.
+    # Another interval is another file, built on its own, and another stage in `bhds status`.
     code, out, err = run(capsys, "generate", "bars", "spot", "BTCUSDT", "--interval", "1d")
     assert code == 0 and "files=1 rows=2 " in out, err
+    code, out, err = run(capsys, "status", "--format", "json")
+    stages = {(s["stage"], s["trade_type"], s["interval"]) for s in json.loads(out)["stages"]}
+    assert {("generate bars", "spot", "1h"), ("generate bars", "spot", "1d")} <= stages
 
 
 @pytest.mark.parametrize("interval", ["7x", "7m", "1w", "36h", "0s"])
