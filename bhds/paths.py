@@ -218,13 +218,16 @@ class Layout:
         Archive `klines` go to `archive_klines`: `parsed_data/<tt>/klines/` is the legacy parse's,
         whose sub-directories are read as symbols.
         """
-        folder = PARSED_DATASET_FOLDERS.get(dataset, dataset)
-        base = self.root / "parsed_data" / TradeType(trade_type).value / folder
-        return (base / interval if interval else base) / symbol
+        return self.parsed_dataset_symbols_dir(trade_type, dataset, interval) / symbol
 
     def parsed_dataset_partition(self, trade_type: TradeType, dataset: str, symbol: str, year: int, month: int,
                                  interval: str | None = None) -> Path:
         return self.parsed_dataset_dir(trade_type, dataset, symbol, interval) / f"{year:04d}{month:02d}{PARQUET_SUFFIX}"
+
+    def parsed_dataset_symbols_dir(self, trade_type: TradeType, dataset: str, interval: str | None = None) -> Path:
+        """`parsed_data/<tt>/<dataset>[/<interval>]`, one sub-directory per symbol."""
+        base = self.root / "parsed_data" / TradeType(trade_type).value / PARSED_DATASET_FOLDERS.get(dataset, dataset)
+        return base / interval if interval else base
 
     def parsed_funding_dir(self, trade_type: TradeType) -> Path:
         return self.root / "parsed_data" / TradeType(trade_type).value / "funding"
@@ -259,6 +262,13 @@ class Layout:
 
     def results_kline_file(self, trade_type: TradeType, interval: str, name: str) -> Path:
         return self.results_kline_dir(trade_type, interval) / f"{name}{PARQUET_SUFFIX}"
+
+    def trade_bars_dir(self, trade_type: TradeType, interval: str) -> Path:
+        """`results_data/<tt>/trade_bars/<interval>`: klines built from trades by `generate bars`."""
+        return self.root / "results_data" / TradeType(trade_type).value / "trade_bars" / interval
+
+    def trade_bars_file(self, trade_type: TradeType, interval: str, symbol: str) -> Path:
+        return self.trade_bars_dir(trade_type, interval) / f"{symbol}{PARQUET_SUFFIX}"
 
     def resampled_root(self, trade_type: TradeType) -> Path:
         """`results_data/<tt>/resampled_klines`, one sub-directory per interval, then per offset."""

@@ -114,7 +114,7 @@ def test_root_lists_the_groups_in_legacy_order() -> None:
 
 
 # bhds' own commands inside legacy groups, listed after the legacy ones.
-ADDITIONS = {"generate": ["indicators-type"]}
+ADDITIONS = {"generate": ["indicators-type", "bars"]}
 
 
 @pytest.mark.parametrize("group_name", list(SURFACE))

@@ -69,3 +69,5 @@ def resample_type(trade_type: str, resample_interval: str, base_offset: str) -> 
 
 from bhds.cli.indicators import indicators_type  # noqa: E402 - bhds' own addition, listed after the legacy commands
 group.add_command(indicators_type)
+from bhds.cli.bars import bars  # noqa: E402 - bhds' own addition: klines from trades
+group.add_command(bars)
