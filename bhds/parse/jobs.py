@@ -130,9 +130,10 @@ def update_month(task: MonthTask) -> MonthResult:
     if kept_duplicates and kept_days is not None:
         kept_duplicates = {day: n for day, n in kept_duplicates.items() if day in kept_days}
     duplicates = _duplicates_after(kept_duplicates, {s.day_ms // DAY_MS for s in parsed}, new_duplicates)
-    if old is not None and merged.equals(old):
-        # Nothing new: a file with rejected rows is parsed again on every run (to report them again),
-        # but the partition keeps its bytes and mtime, so generate sees nothing changed.
+    if old is not None and merged.equals(old) and duplicates == _recorded_duplicates(path):
+        # Nothing new (rows and footer summary alike): a file with rejected rows is parsed again on
+        # every run to report them again, but the partition keeps its bytes and mtime, so generate
+        # sees nothing changed.
         return result
     # The month summary rides in the footer, so `quality report` need not decode the file.
     merged = footer.with_summary(merged, task.interval, duplicates)
