@@ -19,7 +19,7 @@ from bhds.cli import options as opt
 def list_data(trade_type: str | None, interval: str | None, output_format: str) -> None:
     """What is local, per trade type, dataset, interval and symbol: first and last candle, rows, files, bytes,
     and whether results are older than their inputs (stale). Only the listing goes to stdout."""
-    dispatch("research:list_data", emits_data=output_format != "table", write=click.echo, trade_type=trade_type, interval=interval,
+    dispatch("research:list_data", emits_data=True, write=click.echo, trade_type=trade_type, interval=interval,
              output_format=output_format)
 
 

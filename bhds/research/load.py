@@ -354,8 +354,12 @@ def _load_archive_dataset(layout: Layout, tt: TradeType, name: str, symbol: str,
     import pyarrow as pa
     import pyarrow.dataset as ds
 
-    from bhds.archive.catalog import dataset_interval, find_dataset
+    from bhds.archive.catalog import dataset_interval, datasets_of, find_dataset
 
+    names = [d.name for d in datasets_of(tt)]
+    if name not in names:
+        raise InputError(f"source {name!r} is not known: use one of {', '.join(SOURCES)}, or a dataset `archive parse` "
+                         f"writes for {tt.value} ({', '.join(names)})", exit_code=2)
     found = find_dataset(tt, name)
     folder_interval = dataset_interval(tt, found, interval if found.has_interval else None)
     directory = layout.parsed_dataset_dir(tt, found.name, symbol, folder_interval)
