@@ -342,7 +342,7 @@ def test_sigterm_is_reported_like_ctrl_c_and_a_rerun_finishes(prepared, tmp_path
     root = tmp_path / "root"
     env = dict(env, CRYPTO_BASE_DIR=str(root))
     zips = root / SPOT_1M
-    fake.faults.latency = 0.05
+    fake.faults.latency = 0.25  # a wide window: on a loaded machine the run must not finish first
     try:
         proc = subprocess.Popen([sys.executable, str(REPO / "bhds.py"), "aws_kline", "download", "spot", "1m", "BTCUSDT",
                                  "--concurrency", "2"], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
