@@ -263,9 +263,13 @@ class Layout:
     def results_kline_file(self, trade_type: TradeType, interval: str, name: str) -> Path:
         return self.results_kline_dir(trade_type, interval) / f"{name}{PARQUET_SUFFIX}"
 
+    def trade_bars_root(self, trade_type: TradeType) -> Path:
+        """`results_data/<tt>/trade_bars`, one folder per interval."""
+        return self.root / "results_data" / TradeType(trade_type).value / "trade_bars"
+
     def trade_bars_dir(self, trade_type: TradeType, interval: str) -> Path:
         """`results_data/<tt>/trade_bars/<interval>`: klines built from trades by `generate bars`."""
-        return self.root / "results_data" / TradeType(trade_type).value / "trade_bars" / interval
+        return self.trade_bars_root(trade_type) / interval
 
     def trade_bars_file(self, trade_type: TradeType, interval: str, symbol: str) -> Path:
         return self.trade_bars_dir(trade_type, interval) / f"{symbol}{PARQUET_SUFFIX}"

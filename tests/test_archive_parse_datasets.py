@@ -169,3 +169,31 @@ def test_load_reads_a_parsed_dataset_by_its_own_time_column(bucket: Path, capsys
     assert list(pruned.columns) == list(dict.fromkeys([time, everything.schema.names[-1]]))
     with pytest.raises(bhds.DataError, match="run `bhds archive download"):
         bhds.load(market, "NOSUCHUSDT", "1h", source=dataset, data_dir=data_dir())
+
+
+def test_the_catalog_has_a_view_per_parsed_dataset_and_trade_bars(bucket: Path, capsys) -> None:
+    duckdb = pytest.importorskip("duckdb")
+    import pyarrow.parquet as pq
+
+    from bhds.paths import Layout
+    from bhds.research.catalog import write_catalog
+
+    symbol = sample_symbol("um_futures", "aggTrades")
+    for dataset, interval in (("aggTrades", []), ("markPriceKlines", ["--interval", "1h"])):
+        for argv in (["download", "um_futures", dataset, symbol, *interval, "--start", "2024-11-01"],
+                     ["verify", "um_futures", dataset, *interval], ["parse", "um_futures", dataset, *interval]):
+            code, _, err = run(capsys, "archive", *argv)
+            assert code == 0, err
+    code, _, err = run(capsys, "generate", "bars", "um_futures", symbol, "--interval", "1h")
+    assert code == 0, err
+    layout = Layout(data_dir())
+    views = write_catalog(layout)
+    assert {"um_futures_agg_trades", "um_futures_mark_price_klines_1h", "um_futures_trade_bars_1h"} <= set(views)
+    con = duckdb.connect(str(layout.catalog_db), read_only=True)
+    partitions = sorted((data_dir() / "parsed_data" / "um_futures" / "aggTrades" / symbol).glob("*.pqt"))
+    rows = sum(pq.read_metadata(p).num_rows for p in partitions)
+    assert con.execute("SELECT count(*), min(symbol), max(symbol) FROM um_futures_agg_trades").fetchone() == (rows, symbol, symbol)
+    bars = pq.read_table(layout.trade_bars_file("um_futures", "1h", symbol))
+    assert con.execute("SELECT count(*), sum(trade_num) FROM um_futures_trade_bars_1h WHERE symbol = ?", [symbol]).fetchone() == (
+        bars.num_rows, sum(bars.column("trade_num").to_pylist()))
+    assert con.execute("SELECT count(DISTINCT symbol) FROM um_futures_mark_price_klines_1h").fetchone() == (1,)

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from bhds import storage
 from bhds.errors import BhdsError, ConfigError
-from bhds.paths import PARQUET_SUFFIX, Layout
+from bhds.paths import PARQUET_SUFFIX, Layout, list_files, list_subdirs
 from bhds.types import TradeType
 
 log = logging.getLogger("bhds.catalog")
@@ -82,7 +82,33 @@ def view_definitions(layout: Layout) -> dict[str, str]:
         elif funding:
             only = next(iter(funding.values()))
             views[f"{tt.value}_funding"] = _over(only.directory(layout))  # type: ignore[arg-type]
+        views.update(_archive_views(layout, tt))
+        for interval in list_subdirs(layout.trade_bars_root(tt)):
+            views[f"{tt.value}_trade_bars_{interval}"] = _over(layout.trade_bars_dir(tt, interval))
     return views
+
+
+def _archive_views(layout: Layout, tt: TradeType) -> dict[str, str]:
+    """`<tt>_<dataset>[_<interval>]` over what `archive parse` wrote: one folder per symbol of monthly partitions."""
+    from bhds.archive.catalog import datasets_of
+
+    views: dict[str, str] = {}
+    for dataset in datasets_of(tt):
+        name = f"{tt.value}_{_snake(dataset.name)}"
+        roots = ([(f"{name}_{i}", layout.parsed_dataset_symbols_dir(tt, dataset.name, i))
+                  for i in list_subdirs(layout.parsed_dataset_symbols_dir(tt, dataset.name))]
+                 if dataset.has_interval else [(name, layout.parsed_dataset_symbols_dir(tt, dataset.name))])
+        for view, root in roots:
+            if any(list_files(root / symbol, PARQUET_SUFFIX) for symbol in list_subdirs(root)):
+                files = _literal(str(root.absolute() / "*" / f"*{PARQUET_SUFFIX}"))
+                symbol = r"regexp_extract(filename, '([^/\\]+)[/\\][0-9]{6}\.pqt$', 1)"
+                views[view] = f"SELECT {symbol} AS symbol, * EXCLUDE (filename) FROM read_parquet({files}, filename = true)"
+    return views
+
+
+def _snake(name: str) -> str:
+    """`aggTrades` -> `agg_trades`, `markPriceKlines` -> `mark_price_klines` (SQL names without quotes)."""
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
 
 
 def write_catalog(layout: Layout, path: Path | None = None) -> list[str]:
