@@ -10,7 +10,10 @@ import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from bhds.types import RunSummary
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -63,3 +66,19 @@ def imap_isolated(func: Callable[[T], R], items: Iterable[T], n_jobs: int, *, ma
                 nxt = next(queue, None)
                 if nxt is not None:
                     pending[pool.submit(func, nxt)] = nxt
+
+
+def write_outputs(func: Callable[[T], tuple[int, int]], tasks: list[T], n_jobs: int, summary: RunSummary, *,
+                  target: Callable[[T], str], kept: str) -> None:
+    """Run tasks that each write one output file and return `(rows, bytes)`, adding them to `summary`.
+
+    A task that fails is one failure naming its output and what was `kept` in its place.
+    """
+    for task, outcome in imap_isolated(func, tasks, n_jobs):
+        if isinstance(outcome, BaseException):
+            summary.fail(f"{target(task)}: {outcome}; {kept}")
+            continue
+        rows, size = outcome
+        summary.files += 1
+        summary.rows += rows
+        summary.bytes += size

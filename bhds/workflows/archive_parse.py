@@ -49,7 +49,7 @@ def month_sources(layout: Layout, tt: TradeType, dataset: str, symbol: str,
 
 
 def archive_parse(settings: Settings, *, market, dataset, symbols, interval=None) -> RunSummary:
-    from bhds.parallel import imap_isolated
+    from bhds.parallel import write_outputs
     from bhds.parse.trades import DEFAULT_BLOCK_SIZE, MonthTask, built_from, parse_month, signature
 
     tt = TradeType(market)
@@ -80,12 +80,6 @@ def archive_parse(settings: Settings, *, market, dataset, symbols, interval=None
                 tasks.append(MonthTask(tt.value, ds.name, tuple(map(str, sources)), str(target), built,
                                        BLOCK_SIZE or DEFAULT_BLOCK_SIZE))
         log.info("parsing %d %s %s month(s) on %d process(es)", len(tasks), tt.value, ds.name, settings.n_jobs)
-        for task, outcome in imap_isolated(parse_month, tasks, settings.n_jobs):
-            if isinstance(outcome, BaseException):
-                summary.fail(f"{task.target}: {outcome}; its previous partition is kept")
-                continue
-            rows, size = outcome
-            summary.files += 1
-            summary.rows += rows
-            summary.bytes += size
+        write_outputs(parse_month, tasks, settings.n_jobs, summary, target=lambda task: task.target,
+                      kept="its previous partition is kept")
     return summary

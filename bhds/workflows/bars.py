@@ -32,7 +32,7 @@ def _contract_sizes(layout: Layout, tt: TradeType, dataset: str, symbols: list[s
 
 def generate_bars(settings: Settings, *, market: str, symbols: list[str], interval: str, source: str) -> RunSummary:
     from bhds.generate.bars import BarsTask, bar_interval, build_bars, built_from, reuse_plan, signature
-    from bhds.parallel import imap_isolated
+    from bhds.parallel import write_outputs
 
     tt = TradeType(market)
     bar = bar_interval(interval)
@@ -66,12 +66,6 @@ def generate_bars(settings: Settings, *, market: str, symbols: list[str], interv
             tasks.append(BarsTask(tt.value, source, bar.ms, tuple(map(str, reads)), str(target), built, sizes.get(symbol),
                                   keep_before))
         log.info("building %s bars of %d symbol(s) from %s on %d process(es)", bar.text, len(tasks), source, settings.n_jobs)
-        for task, outcome in imap_isolated(build_bars, tasks, settings.n_jobs):
-            if isinstance(outcome, BaseException):
-                summary.fail(f"{task.target}: {outcome}; its previous file is kept")
-                continue
-            rows, size = outcome
-            summary.files += 1
-            summary.rows += rows
-            summary.bytes += size
+        write_outputs(build_bars, tasks, settings.n_jobs, summary, target=lambda task: task.target,
+                      kept="its previous file is kept")
     return summary
