@@ -125,6 +125,29 @@ def write_bytes(data: bytes, path: Path) -> None:
         tmp.write_bytes(data)
 
 
+def footer_value(path: Path, key: bytes) -> str | None:
+    """The value bhds stored under `key` in a Parquet file's footer (what the file was built from),
+    or None when the file is absent, unreadable or not ours: such a file is simply built again."""
+    import pyarrow as pa  # noqa: F811 - on first use, see __getattr__
+    import pyarrow.parquet as pq
+
+    try:
+        metadata = pq.read_schema(path).metadata or {}
+    except (OSError, pa.ArrowInvalid):
+        return None
+    value = metadata.get(key)
+    return value.decode() if value else None
+
+
+def files_signature(paths: Iterable[Path]) -> list[list]:
+    """`[name, size, mtime_ns]` of each file, in the given order: a rewritten or re-uploaded input changes it."""
+    out = []
+    for path in paths:
+        st = os.stat(path)
+        out.append([path.name, st.st_size, st.st_mtime_ns])
+    return out
+
+
 def read_table(path: Path, schema: pa.Schema | None = None, columns: list[str] | None = None) -> pa.Table:
     """Read a Parquet file, cast to `schema` (the contract's dtypes) when given.
 

@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from bhds.errors import DataError, InputError
 from bhds.paths import partition_month
 from bhds.schema import KLINE_SCHEMA
-from bhds.storage import write_table_numeric
+from bhds.storage import files_signature, footer_value, write_table_numeric
 from bhds.types import DAY_MS, Interval, parse_interval
 
 SOURCES_KEY = b"bhds.bars"
@@ -69,19 +69,13 @@ class BarsTask:
 
 def signature(sources: list[Path], dataset: str, interval: str, contract_size: float | None) -> str:
     """What the bars are built from: options and each partition's name, size and mtime."""
-    inputs = [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in sources]
     return json.dumps({"version": FORMAT_VERSION, "from": dataset, "interval": interval, "contract_size": contract_size,
-                       "inputs": inputs})
+                       "inputs": files_signature(sources)})
 
 
 def built_from(target: Path) -> str | None:
     """The signature in an output's footer; None when absent, unreadable or not ours."""
-    try:
-        metadata = pq.read_schema(target).metadata or {}
-    except (OSError, pa.ArrowInvalid):
-        return None
-    value = metadata.get(SOURCES_KEY)
-    return value.decode() if value else None
+    return footer_value(target, SOURCES_KEY)
 
 
 _OPTIONS = ("version", "from", "interval", "contract_size")

@@ -42,21 +42,15 @@ class IndicatorResult:
 
 def read_manifest(path: Path) -> dict | None:
     """What an indicators file was built from, or None (no file, not ours, unreadable)."""
-    import pyarrow.parquet as pq
-
+    text = storage.footer_value(path, MANIFEST_KEY)
     try:
-        metadata = pq.read_schema(path).metadata or {}
-        return json.loads(metadata[MANIFEST_KEY])
-    except Exception:  # noqa: BLE001 - a missing, foreign or unreadable file is simply rebuilt
+        return json.loads(text) if text else None
+    except ValueError:  # not ours: simply rebuilt
         return None
 
 
 def _stats(inputs: tuple[Path, ...]) -> list[list]:
-    stats = []
-    for path in sorted(inputs, key=lambda p: p.name):
-        st = path.stat()
-        stats.append([path.name, st.st_size, st.st_mtime_ns])
-    return stats
+    return storage.files_signature(sorted(inputs, key=lambda p: p.name))
 
 
 def _input_columns(specs: tuple[IndicatorSpec, ...]) -> list[str]:

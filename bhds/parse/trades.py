@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 from bhds.parse import datasets
 from bhds.parse.klines import MICROSECOND_THRESHOLD
 from bhds.parse.zipcsv import BadSourceFile
-from bhds.storage import PARQUET_COMPRESSION, atomic_path, numeric_encodings
+from bhds.storage import PARQUET_COMPRESSION, atomic_path, files_signature, footer_value, numeric_encodings
 
 TIME = datasets.TIME_US
 _BOM = b"\xef\xbb\xbf"
@@ -68,21 +68,12 @@ class MonthTask:
 
 def signature(sources: list[Path]) -> str:
     """What the partition was built from: each zip's name, size and mtime (a re-upload changes it)."""
-    out = []
-    for path in sources:
-        stat = path.stat()
-        out.append([path.name, stat.st_size, stat.st_mtime_ns])
-    return json.dumps(out)
+    return json.dumps(files_signature(sources))
 
 
 def built_from(partition: Path) -> str | None:
     """The signature stored in a partition's footer, or None (absent, unreadable, not ours)."""
-    try:
-        metadata = pq.read_schema(partition).metadata or {}
-    except (OSError, pa.ArrowInvalid):
-        return None
-    value = metadata.get(SOURCES_KEY)
-    return value.decode() if value else None
+    return footer_value(partition, SOURCES_KEY)
 
 
 def csv_blocks(stream: BinaryIO, block_size: int) -> Iterator[bytes]:
