@@ -66,16 +66,15 @@ def _pairwise_sum(columns: list[np.ndarray]) -> np.ndarray:
     and `reduceat` do to a run of floats), so a grid sum has the bits of a reduceat sum."""
     n = len(columns)
     if n < 8:
-        total = np.zeros_like(columns[0])
-        for column in columns:
+        total = columns[0] + columns[0].dtype.type(0)  # numpy starts from 0: a -0.0 becomes 0.0
+        for column in columns[1:]:
             total += column
         return total
     if n <= 128:
-        partial = [column.copy() for column in columns[:8]]
+        partial = columns[:8]
         i = 8
         while i < n - n % 8:
-            for j in range(8):
-                partial[j] += columns[i + j]
+            partial = [partial[j] + columns[i + j] for j in range(8)]
             i += 8
         total = ((partial[0] + partial[1]) + (partial[2] + partial[3])) + ((partial[4] + partial[5]) + (partial[6] + partial[7]))
         for column in columns[i:]:
@@ -121,8 +120,10 @@ class _Stride:
         rows = self._rows(values)
         if not self._foldable():
             return self._reduceat(ufunc, rows)
-        out = rows[:, 0].copy()
-        for j in range(1, self.width):
+        if self.width == 1:
+            return rows[:, 0]
+        out = ufunc(rows[:, 0], rows[:, 1])
+        for j in range(2, self.width):
             ufunc(out, rows[:, j], out=out)
         return out
 
