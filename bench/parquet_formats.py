@@ -2,9 +2,9 @@
 
 Reads the Parquet files bhds wrote under DATA_DIR (`parsed_data/<tt>/klines`, `results_data/<tt>/klines`,
 `results_data/<tt>/resampled_klines`), rewrites each set in memory-to-disk with every candidate setting
-(encodings, codec and level, dictionary pages, row-group size), and measures, per set: bytes on disk,
-pyarrow write seconds, and read seconds in pandas (`read_parquet`), polars (`read_parquet`) and DuckDB
-(a scan that decodes every column). Everything runs on one thread, best of `--repeat`, so the figures
+(encodings, codec and level, dictionary pages, row-group size, not-null columns), and measures, per set:
+bytes on disk, pyarrow write seconds, and read seconds in pyarrow (`ParquetFile.read`, what bhds' own stages
+use), pandas (`read_parquet`), polars (`read_parquet`) and DuckDB (a scan that decodes every column). Everything runs on one thread, best of `--repeat`, so the figures
 are per-core CPU seconds, which neighbours on a shared machine disturb least. `--legacy DATA_DIR` adds the
 bytes and read times of the same folders as bhds.py wrote them. Prints a Markdown table and writes
 it to `bench/results/parquet-formats-<time>.md`.
@@ -44,6 +44,10 @@ CANDIDATES: dict[str, dict] = {
     "per column (bhds now), zstd 3": {"compression": "zstd", "compression_level": 3, "use_dictionary": False, "encoding": "bhds"},
     "plain floats + delta ints, zstd 3, 256k-row groups": {"compression": "zstd", "compression_level": 3, "use_dictionary": False,
                                                            "encoding": "delta", "row_group_size": 1 << 18},
+    "per column, zstd 2, 64k-row groups": {"compression": "zstd", "compression_level": 2, "use_dictionary": False, "encoding": "bhds",
+                                           "row_group_size": 1 << 16},
+    "per column, zstd 2, columns marked not null": {"compression": "zstd", "compression_level": 2, "use_dictionary": False,
+                                                    "encoding": "bhds", "required": True},
 }
 
 
@@ -77,10 +81,11 @@ def _best(fn: Callable[[], object], repeat: int) -> float:
     return best
 
 
-def _read_times(files: list[Path], repeat: int) -> tuple[float, float, float]:
+def _read_times(files: list[Path], repeat: int) -> tuple[float, float, float, float]:
     import duckdb
     import pandas as pd
     import polars as pl
+    import pyarrow.parquet as pq
 
     names = [str(p) for p in files]
     con = duckdb.connect()
@@ -88,6 +93,7 @@ def _read_times(files: list[Path], repeat: int) -> tuple[float, float, float]:
     columns = [c for c in pl.read_parquet_schema(names[0])]
     scan = ", ".join(f"max({c!s})" if "time" in c else f"sum({c!s})" for c in columns if not c.startswith("symbol"))
     return (
+        _best(lambda: [pq.ParquetFile(n).read(use_threads=False) for n in names], repeat),  # what bhds' own stages read with
         _best(lambda: [pd.read_parquet(n) for n in names], repeat),
         _best(lambda: [pl.read_parquet(n) for n in names], repeat),
         _best(lambda: con.execute(f"SELECT {scan} FROM read_parquet({names!r})").fetchall(), repeat),
@@ -106,6 +112,7 @@ def measure_set(label: str, files: list[Path], repeat: int, scratch: Path, rows:
             continue
         options = dict(options)
         mode = options.pop("encoding", None)
+        required = options.pop("required", False)
         folder = scratch / "out"
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
@@ -113,12 +120,14 @@ def measure_set(label: str, files: list[Path], repeat: int, scratch: Path, rows:
 
         def write() -> None:
             for table, out in zip(tables, outs):
+                if required:
+                    table = table.cast(pa.schema([f.with_nullable(False) for f in table.schema]))
                 pq.write_table(table, out, column_encoding=_encodings(table.schema, mode), **options)
 
         seconds = _best(write, repeat)
         size = sum(p.stat().st_size for p in outs)
-        pandas_s, polars_s, duck_s = _read_times(outs, repeat)
-        rows.append(f"| {label} | {name} | {size / 1e6:.1f} | {seconds:.2f} | {pandas_s:.2f} | {polars_s:.2f} | {duck_s:.2f} |")
+        arrow_s, pandas_s, polars_s, duck_s = _read_times(outs, repeat)
+        rows.append(f"| {label} | {name} | {size / 1e6:.1f} | {seconds:.2f} | {arrow_s:.2f} | {pandas_s:.2f} | {polars_s:.2f} | {duck_s:.2f} |")
         print(rows[-1], flush=True)
 
 
@@ -137,7 +146,8 @@ def main() -> int:
         "results klines": lambda root: sorted((root / "results_data" / tt / "klines").glob("*/*.pqt")),
         "resampled 1h": lambda root: sorted((root / "results_data" / tt / "resampled_klines" / "1h").glob("*/*.pqt")),
     }
-    rows = ["| set | settings | MB | write CPU s | pandas read CPU s | polars read CPU s | DuckDB scan CPU s |", "|---|---|---|---|---|---|---|"]
+    rows = ["| set | settings | MB | write CPU s | pyarrow read CPU s | pandas read CPU s | polars read CPU s | DuckDB scan CPU s |",
+            "|---|---|---|---|---|---|---|---|"]
     with tempfile.TemporaryDirectory(dir=REPO / "bench" / "data") as scratch:
         for label, find in sets.items():
             if args.only and args.only not in label:
@@ -149,8 +159,8 @@ def main() -> int:
             if args.legacy:
                 old = find(args.legacy)
                 size = sum(p.stat().st_size for p in old)
-                pandas_s, polars_s, duck_s = _read_times(old, args.repeat)
-                rows.append(f"| {label} | bhds.py's files (polars writer) | {size / 1e6:.1f} | | {pandas_s:.2f} | {polars_s:.2f} | {duck_s:.2f} |")
+                arrow_s, pandas_s, polars_s, duck_s = _read_times(old, args.repeat)
+                rows.append(f"| {label} | bhds.py's files (polars writer) | {size / 1e6:.1f} | | {arrow_s:.2f} | {pandas_s:.2f} | {polars_s:.2f} | {duck_s:.2f} |")
                 print(rows[-1], flush=True)
             measure_set(label, files, args.repeat, Path(scratch), rows, args.candidates)
     text = "# Parquet settings measured on the same tables\n\n" + "\n".join(rows) + "\n"
