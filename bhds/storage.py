@@ -106,10 +106,10 @@ def write_table_numeric(table: pa.Table, path: Path) -> int:
 
     Chosen by measurement on a year of 1m klines (bench/parquet_formats.py; the table is in
     bench/results/parquet-formats-spot-10x365.md): per-column encodings (`numeric_encodings`), no
-    dictionary pages (prices and volumes rarely repeat), zstd level 2. The files are 3-5 % smaller
-    than bhds.py's for the same rows (byte-stream-split on every float made them ~20 % larger);
-    polars and pandas read them as fast as before, DuckDB's scan takes a little more CPU than it
-    did but less than on bhds.py's files. All encodings are standard Parquet that every reader supports.
+    dictionary pages (prices and volumes rarely repeat), zstd level 2. The files are 3-9 % smaller
+    than bhds.py's for the same rows (byte-stream-split on every float made them ~20 % larger, and
+    read ~30 % faster in pyarrow and DuckDB, ~30 % slower in polars); every reader takes about as long
+    on them as on bhds.py's files or less. All encodings are standard Parquet that every reader supports.
     """
     import pyarrow.parquet as pq  # on first use, see __getattr__
 

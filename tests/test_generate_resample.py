@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -293,3 +294,32 @@ def test_a_nan_minute_does_not_blank_its_window_high_and_low(tmp_path: Path, lay
     bars = read(layout.resampled_file(SPOT, "1h", "0m", "BTCUSDT"))
     assert bars.column("high").to_pylist() == [np.nanmax(high[:60]), np.nanmax(high[60:])]
     assert bars.column("low").to_pylist() == [np.nanmin(low[:60]), np.nanmin(low[60:])]
+
+
+@pytest.mark.parametrize(("interval", "offset"), [("1h", "5m"), ("5m", "0m"), ("4h", "15m"), ("1d", "1h"), ("1w", "0m"), ("3m", "0m")])
+def test_a_regular_minute_grid_resamples_to_the_same_bits_as_scattered_minutes(tmp_path: Path, layout: Layout, monkeypatch: pytest.MonkeyPatch,
+                                                                              interval: str, offset: str) -> None:
+    # A results file on one regular 1m grid (what generate writes) takes a reshaping shortcut; the
+    # same rows must resample to exactly the bytes the general path (any minutes) gives them:
+    # sums in the same order, NaN highs/lows skipped, the same windows dropped at both ends.
+    from bhds.generate import resample as engine
+
+    t = steps("2024-03-01T00:07", "2024-03-15T13:41")  # starts and ends mid-window
+    table = write_results_1m(layout, SPOT, "BTCUSDT", t, seed=3)
+    high = table.column("high").to_numpy().copy()
+    high[[5, 600, 601]] = np.nan
+    write_table(table.set_column(2, "high", pa.array(high)), layout.results_kline_file(SPOT, "1m", "BTCUSDT"))
+
+    resample_type(tmp_path, SPOT, interval, offset)
+    shortcut = {p.parent.name: read(p) for p in layout.resampled_interval_dir(SPOT, interval).glob("*/*.pqt")}
+    monkeypatch.setattr(engine, "_on_minute_grid", lambda t, plan: False)
+    shutil.rmtree(layout.resampled_interval_dir(SPOT, interval))
+    resample_type(tmp_path, SPOT, interval, offset)
+    general = {p.parent.name: read(p) for p in layout.resampled_interval_dir(SPOT, interval).glob("*/*.pqt")}
+
+    assert shortcut.keys() == general.keys() == {o.name for o in plan_resample(interval, offset).offsets}
+    for name, table in general.items():
+        assert table.num_rows > 0
+        for column in table.column_names:
+            expected, got = table.column(column).to_numpy(), shortcut[name].column(column).to_numpy()
+            assert expected.dtype == got.dtype and expected.tobytes() == got.tobytes(), (name, column)

@@ -5,6 +5,10 @@ windows are then runs of consecutive blocks, so 12 offsets cost one pass over th
 cheap passes over the blocks. The window structure comes from the time column alone, so the other
 columns are read, aggregated and dropped one by one: memory stays at a few columns, not a file.
 Windows are labelled by their start and kept only when complete.
+
+A 1m results file is usually one regular grid (generate fills every missing minute): then the
+blocks and windows are plain reshapes of the columns and each aggregate is a few whole-array
+operations instead of a reduceat over index arrays, in the same order, so the bits are the same.
 """
 
 from __future__ import annotations
@@ -52,14 +56,118 @@ class _Runs:
         return np.add.reduceat(values, self.starts)
 
 
+# Folding costs one numpy call per position in the group: worth it for many narrow groups, else reduceat.
+_FOLD_MAX_WIDTH = 16
+_FOLD_MIN_GROUPS_PER_WIDTH = 32
+
+
+def _pairwise_sum(columns: list[np.ndarray]) -> np.ndarray:
+    """Element-wise sum of `columns` in the order of numpy's pairwise summation (what `np.add.reduce`
+    and `reduceat` do to a run of floats), so a grid sum has the bits of a reduceat sum."""
+    n = len(columns)
+    if n < 8:
+        total = columns[0] + columns[0].dtype.type(0)  # numpy starts from 0: a -0.0 becomes 0.0
+        for column in columns[1:]:
+            total += column
+        return total
+    if n <= 128:
+        partial = columns[:8]
+        i = 8
+        while i < n - n % 8:
+            partial = [partial[j] + columns[i + j] for j in range(8)]
+            i += 8
+        total = ((partial[0] + partial[1]) + (partial[2] + partial[3])) + ((partial[4] + partial[5]) + (partial[6] + partial[7]))
+        for column in columns[i:]:
+            total += column
+        return total
+    half = n // 2 - (n // 2) % 8
+    return _pairwise_sum(columns[:half]) + _pairwise_sum(columns[half:])
+
+
+@dataclass
+class _Stride:
+    """`count` groups of `width` consecutive values from index `start` (runs on a regular grid), as a reshape."""
+
+    start: int
+    count: int
+    width: int
+
+    def _rows(self, values: np.ndarray) -> np.ndarray:
+        return values[self.start : self.start + self.count * self.width].reshape(self.count, self.width)
+
+    def first(self, values: np.ndarray) -> np.ndarray:
+        return self._rows(values)[:, 0]
+
+    def last(self, values: np.ndarray) -> np.ndarray:
+        return self._rows(values)[:, -1]
+
+    def max(self, values: np.ndarray) -> np.ndarray:
+        return self._fold(np.fmax, values)
+
+    def min(self, values: np.ndarray) -> np.ndarray:
+        return self._fold(np.fmin, values)
+
+    def sum(self, values: np.ndarray) -> np.ndarray:
+        rows = self._rows(values)
+        if self.width == 1:
+            return rows[:, 0]
+        if not self._foldable():
+            return self._reduceat(np.add, rows)
+        # reduceat adds a group as first + pairwise_sum(the others)
+        return rows[:, 0] + _pairwise_sum([rows[:, j] for j in range(1, self.width)])
+
+    def _fold(self, ufunc: np.ufunc, values: np.ndarray) -> np.ndarray:
+        rows = self._rows(values)
+        if not self._foldable():
+            return self._reduceat(ufunc, rows)
+        if self.width == 1:
+            return rows[:, 0]
+        out = ufunc(rows[:, 0], rows[:, 1])
+        for j in range(2, self.width):
+            ufunc(out, rows[:, j], out=out)
+        return out
+
+    def _foldable(self) -> bool:
+        return self.width <= _FOLD_MAX_WIDTH and self.count >= _FOLD_MIN_GROUPS_PER_WIDTH * self.width
+
+    def _reduceat(self, ufunc: np.ufunc, rows: np.ndarray) -> np.ndarray:
+        return ufunc.reduceat(rows.reshape(-1), np.arange(0, rows.size, self.width)) if self.count else rows[:, 0].copy()
+
+
 _AGGREGATE = {"open": "first", "high": "max", "low": "min", "close": "last", **{name: "sum" for name in (*SUM_COLUMNS, FUNDING)}}
 
 
 @dataclass
 class _Offset:
-    windows: _Runs  # windows over blocks
-    complete: np.ndarray  # which windows to keep
+    windows: _Runs | _Stride  # windows over blocks
+    complete: np.ndarray | slice  # which windows to keep
     begin: np.ndarray  # labels of the kept windows
+
+
+def _on_minute_grid(t: np.ndarray, plan: ResamplePlan) -> bool:
+    """Whether the minutes are one regular 1m grid that fixed-length blocks split evenly (not calendar months)."""
+    return bool(plan.block_ms and len(t) and (int(t[0]) - plan.anchor_ms) % MINUTE_MS == 0 and np.all(np.diff(t) == MINUTE_MS))
+
+
+def _plan_grid(t: np.ndarray, plan: ResamplePlan) -> tuple[_Stride, dict[str, _Offset]]:
+    """`_plan_windows` for minutes on a regular grid: keep the whole blocks, then each offset's whole windows.
+
+    A partial block at either end can only be part of an incomplete window, so it is skipped;
+    every window made of whole blocks is complete.
+    """
+    width = plan.block_ms // MINUTE_MS
+    first_minute = (int(t[0]) - plan.anchor_ms) // MINUTE_MS
+    skip = -first_minute % width
+    first_block = (first_minute + skip) // width
+    blocks = _Stride(skip, max(0, (len(t) - skip) // width), width)
+    per_window = plan.blocks_per_window
+    offsets: dict[str, _Offset] = {}
+    for offset in plan.offsets:
+        lead = (offset.blocks - first_block) % per_window
+        windows = _Stride(lead, max(0, (blocks.count - lead) // per_window), per_window)
+        begin = plan.anchor_ms + (first_block + lead + np.arange(windows.count, dtype=np.int64) * per_window) * plan.block_ms
+        offsets[offset.name] = _Offset(windows, slice(None), begin)
+    return blocks, offsets
 
 
 def _plan_windows(t: np.ndarray, plan: ResamplePlan) -> tuple[_Runs, dict[str, _Offset]]:
@@ -101,7 +209,8 @@ def resample_columns(read: ColumnReader, names: Sequence[str], plan: ResamplePla
     """
     t = read(TIME)
     index = None
-    if len(t) > 1 and not bool(np.all(t[1:] > t[:-1])):  # not sorted and unique: last row of a time wins
+    on_grid = _on_minute_grid(t, plan)
+    if len(t) > 1 and not on_grid and not bool(np.all(t[1:] > t[:-1])):  # not sorted and unique: last row of a time wins
         order = np.argsort(t, kind="stable")
         keep = np.r_[t[order][1:] != t[order][:-1], True]
         index = order[keep]
@@ -111,7 +220,7 @@ def resample_columns(read: ColumnReader, names: Sequence[str], plan: ResamplePla
         empty = {name: (t if name == TIME else column(name))[:0] for name in names}
         return {offset.name: dict(empty) for offset in plan.offsets}
 
-    blocks, offsets = _plan_windows(t, plan)
+    blocks, offsets = _plan_grid(t, plan) if on_grid else _plan_windows(t, plan)
     result: dict[str, Columns] = {name: {TIME: o.begin} for name, o in offsets.items()}
     for name in names:
         how = "first" if name == vwap_name else _AGGREGATE.get(name)

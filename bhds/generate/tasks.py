@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet  # noqa: F401 - every task reads Parquet: the forkserver loads it once, not each worker
 
 from bhds import storage
 from bhds.errors import DataError
