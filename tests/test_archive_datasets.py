@@ -338,6 +338,7 @@ def test_ls_prints_symbols_only_on_stdout(bucket: Path, capsys) -> None:
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["archive", "download", "spot", "metrics"], "spot has no dataset 'metrics': use one of klines, aggTrades, trades"),
+    (["archive", "download", "option", "BVOLIndex"], "option (data/option/daily/BVOLIndex, EOHSummary) is not supported"),
     (["archive", "ls", "um_futures", "nope"], "um_futures has no dataset 'nope': use one of klines, aggTrades, trades, "
                                               "markPriceKlines, indexPriceKlines, premiumIndexKlines, bookTicker, "
                                               "bookDepth, metrics, fundingRate, liquidationSnapshot"),
