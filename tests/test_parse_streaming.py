@@ -20,7 +20,8 @@ def _zip(path: Path, lines: list[str]) -> Path:
 
 
 def test_ahead_yields_everything_in_order_and_raises_the_producers_error() -> None:
-    assert list(ahead(iter(range(100)), depth=2)) == list(range(100))
+    with ahead(iter(range(100)), depth=2) as stream:
+        assert list(stream) == list(range(100))
 
     def failing():
         yield 1
@@ -28,13 +29,13 @@ def test_ahead_yields_everything_in_order_and_raises_the_producers_error() -> No
         raise BadSourceFile("bad row 3")
 
     got = []
-    with pytest.raises(BadSourceFile, match="bad row 3"):
-        for item in ahead(failing()):
+    with pytest.raises(BadSourceFile, match="bad row 3"), ahead(failing()) as stream:
+        for item in stream:
             got.append(item)
     assert got == [1, 2]
 
 
-def test_a_consumer_that_stops_early_closes_the_producer_and_its_thread_ends() -> None:
+def test_a_consumer_that_leaves_early_closes_the_producer_and_its_thread_ends() -> None:
     closed = threading.Event()
 
     def endless():
@@ -46,9 +47,9 @@ def test_a_consumer_that_stops_early_closes_the_producer_and_its_thread_ends() -
         finally:
             closed.set()
 
-    stream = ahead(endless())
-    assert [next(stream) for _ in range(3)] == [0, 1, 2]
-    stream.close()
+    with pytest.raises(KeyError), ahead(endless()) as stream:
+        assert [next(stream) for _ in range(3)] == [0, 1, 2]
+        raise KeyError("the consumer fails")
     assert closed.is_set()
     assert not any(t.name == "bhds-ahead" for t in threading.enumerate())
 

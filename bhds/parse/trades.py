@@ -28,6 +28,7 @@ import threading
 import zipfile
 import zlib
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, TypeVar
@@ -103,12 +104,14 @@ def csv_blocks(stream: BinaryIO, block_size: int) -> Iterator[bytes]:
         rest = buf[cut:]
 
 
-def ahead(items: Iterable[_T], depth: int = 1) -> Iterator[_T]:
-    """`items`, produced on a thread of their own at most `depth` items ahead of the consumer.
+@contextmanager
+def ahead(items: Iterable[_T], depth: int = 1) -> Iterator[Iterator[_T]]:
+    """`with ahead(items) as stream:` `items`, produced on a thread of their own at most `depth`
+    items ahead of the consumer.
 
-    The bounded queue keeps memory to a few items. An exception in the producer is raised here;
-    a consumer that stops early (error, interrupt) stops the producer and waits for it, so a
-    file the producer reads is never closed under it.
+    The bounded queue keeps memory to a few items. An exception in the producer is raised from
+    `stream`. Leaving the block (done, error, interrupt) stops the producer, closes `items` and
+    waits for the thread, so nothing the producer reads is closed under it.
     """
     handoff: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
@@ -137,9 +140,7 @@ def ahead(items: Iterable[_T], depth: int = 1) -> Iterator[_T]:
                 close()
         put((False, end))
 
-    producer = threading.Thread(target=produce, name="bhds-ahead", daemon=True)
-    producer.start()
-    try:
+    def consume() -> Iterator[_T]:
         while True:
             more, value = handoff.get()
             if not more:
@@ -147,6 +148,11 @@ def ahead(items: Iterable[_T], depth: int = 1) -> Iterator[_T]:
                     raise value  # type: ignore[misc]
                 return
             yield value  # type: ignore[misc]
+
+    producer = threading.Thread(target=produce, name="bhds-ahead", daemon=True)
+    producer.start()
+    try:
+        yield consume()
     finally:
         stop.set()
         producer.join()
@@ -173,9 +179,9 @@ def _batches(zip_path: Path, market: str, dataset: str, block_size: int) -> Iter
             members = [info for info in archive.infolist() if not info.is_dir()]
             if len(members) != 1:
                 raise BadSourceFile(f"expected one CSV in the zip, found {len(members)}")
-            with archive.open(members[0]) as stream:
+            with archive.open(members[0]) as stream, ahead(csv_blocks(stream, block_size)) as blocks:
                 first = True
-                for block in ahead(csv_blocks(stream, block_size)):
+                for block in blocks:
                     if first:
                         first = False
                         block = block.removeprefix(_BOM)
@@ -238,10 +244,11 @@ def parse_month(task: MonthTask) -> tuple[int, int]:
                               column_encoding=numeric_encodings(out_schema)) as writer:
             for source in task.sources:
                 try:
-                    for batch in ahead(_batches(Path(source), task.market, task.dataset, task.block_size)):
-                        if batch.num_rows:
-                            writer.write_batch(batch)
-                            rows += batch.num_rows
+                    with ahead(_batches(Path(source), task.market, task.dataset, task.block_size)) as batches:
+                        for batch in batches:
+                            if batch.num_rows:
+                                writer.write_batch(batch)
+                                rows += batch.num_rows
                 except BadSourceFile as exc:
                     raise BadSourceFile(f"{source}: {exc}") from None
         size = tmp.stat().st_size
