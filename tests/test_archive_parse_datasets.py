@@ -171,6 +171,20 @@ def test_load_reads_a_parsed_dataset_by_its_own_time_column(bucket: Path, capsys
         bhds.load(market, "NOSUCHUSDT", "1h", source=dataset, data_dir=data_dir())
 
 
+def _um_aggtrades_mark_klines_and_bars(capsys, bar_interval: str) -> str:
+    """Download, verify and parse USDⓈ-M aggTrades and 1h mark-price klines of one symbol, build its
+    trade bars at `bar_interval`; the symbol."""
+    symbol = sample_symbol("um_futures", "aggTrades")
+    for dataset, interval in (("aggTrades", []), ("markPriceKlines", ["--interval", "1h"])):
+        for argv in (["download", "um_futures", dataset, symbol, *interval, "--start", "2024-11-01"],
+                     ["verify", "um_futures", dataset, *interval], ["parse", "um_futures", dataset, *interval]):
+            code, _, err = run(capsys, "archive", *argv)
+            assert code == 0, err
+    code, _, err = run(capsys, "generate", "bars", "um_futures", symbol, "--interval", bar_interval)
+    assert code == 0, err
+    return symbol
+
+
 def test_the_catalog_has_a_view_per_parsed_dataset_and_trade_bars(bucket: Path, capsys) -> None:
     duckdb = pytest.importorskip("duckdb")
     import pyarrow.parquet as pq
@@ -178,14 +192,7 @@ def test_the_catalog_has_a_view_per_parsed_dataset_and_trade_bars(bucket: Path, 
     from bhds.paths import Layout
     from bhds.research.catalog import write_catalog
 
-    symbol = sample_symbol("um_futures", "aggTrades")
-    for dataset, interval in (("aggTrades", []), ("markPriceKlines", ["--interval", "1h"])):
-        for argv in (["download", "um_futures", dataset, symbol, *interval, "--start", "2024-11-01"],
-                     ["verify", "um_futures", dataset, *interval], ["parse", "um_futures", dataset, *interval]):
-            code, _, err = run(capsys, "archive", *argv)
-            assert code == 0, err
-    code, _, err = run(capsys, "generate", "bars", "um_futures", symbol, "--interval", "1h")
-    assert code == 0, err
+    symbol = _um_aggtrades_mark_klines_and_bars(capsys, "1h")
     layout = Layout(data_dir())
     views = write_catalog(layout)
     assert {"um_futures_agg_trades", "um_futures_mark_price_klines_1h", "um_futures_trade_bars_1h"} <= set(views)
@@ -212,14 +219,7 @@ def test_list_data_and_load_cover_parsed_datasets_and_trade_bars(bucket: Path, c
     import bhds
     from bhds.paths import Layout
 
-    symbol = sample_symbol("um_futures", "aggTrades")
-    for dataset, interval in (("aggTrades", []), ("markPriceKlines", ["--interval", "1h"])):
-        for argv in (["download", "um_futures", dataset, symbol, *interval, "--start", "2024-11-01"],
-                     ["verify", "um_futures", dataset, *interval], ["parse", "um_futures", dataset, *interval]):
-            code, _, err = run(capsys, "archive", *argv)
-            assert code == 0, err
-    code, _, err = run(capsys, "generate", "bars", "um_futures", symbol, "--interval", "10s")
-    assert code == 0, err
+    symbol = _um_aggtrades_mark_klines_and_bars(capsys, "10s")
     layout = Layout(data_dir())
     partitions = sorted(layout.parsed_dataset_dir("um_futures", "aggTrades", symbol).glob("*.pqt"))
     trades = pa.concat_tables([pq.read_table(p) for p in partitions])
