@@ -318,6 +318,29 @@ def test_legacy_downloads_take_a_range_and_a_dry_run(bucket: Path, capsys) -> No
     assert not list((data_dir() / "aws_data/data/futures/cm").rglob("*.verified"))  # as before: no markers
 
 
+@pytest.mark.parametrize("argv", [
+    ["archive", "download", "spot", "klines", "BTCUSDT", "--interval", "1h", "--start", "2024-11-15", "--end", "2025-01-01"],
+    ["archive", "download", "cm_futures", "fundingRate", "--start", "2024-12-31"],
+    ["archive", "download", "um_futures", "metrics", "BTCUSDT", "--end", "2024-12-02"],
+    ["aws_kline", "download-spot", "1h", "--start", "2024-12-30", "--end", "2024-12-31"],
+    ["aws_funding", "download-cm-futures", "--start", "2024-12-01"],
+    ["aws_liquidation", "download", "cm_futures", "BTCUSD_PERP", "--start", "2024-12-31"],
+])
+def test_dry_run_equals_the_run_for_every_kind_of_download(bucket: Path, capsys, argv: list[str]) -> None:
+    """Monthly-only, daily-only and mixed datasets, archive and legacy commands: the dry run names
+    exactly the zips the run then writes (and each zip's CHECKSUM counts in `files=`)."""
+    code, out, err = run(capsys, *argv, "--dry-run")
+    assert code == 0, err
+    planned = dry_run_keys(out)
+    assert planned and not data_dir().exists()
+    code, out2, err = run(capsys, *argv)
+    assert code == 0, err
+    assert sorted(local_zips()) == sorted(planned)
+    assert f"files={2 * len(planned)} " in out.splitlines()[-1] and f"files={2 * len(planned)} " in out2.splitlines()[-1]
+    code, out, err = run(capsys, *argv, "--dry-run")
+    assert code == 0 and dry_run_keys(out) == [] and "files=0 " in out, err
+
+
 # ---- ls ---------------------------------------------------------------------------------------
 
 def test_ls_prints_symbols_only_on_stdout(bucket: Path, capsys) -> None:
@@ -338,6 +361,7 @@ def test_ls_prints_symbols_only_on_stdout(bucket: Path, capsys) -> None:
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["archive", "download", "spot", "metrics"], "spot has no dataset 'metrics': use one of klines, aggTrades, trades"),
+    (["archive", "download", "option", "BVOLIndex"], "option (data/option/daily/BVOLIndex, EOHSummary) is not supported"),
     (["archive", "ls", "um_futures", "nope"], "um_futures has no dataset 'nope': use one of klines, aggTrades, trades, "
                                               "markPriceKlines, indexPriceKlines, premiumIndexKlines, bookTicker, "
                                               "bookDepth, metrics, fundingRate, liquidationSnapshot"),

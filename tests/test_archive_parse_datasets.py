@@ -171,6 +171,20 @@ def test_load_reads_a_parsed_dataset_by_its_own_time_column(bucket: Path, capsys
         bhds.load(market, "NOSUCHUSDT", "1h", source=dataset, data_dir=data_dir())
 
 
+def _um_aggtrades_mark_klines_and_bars(capsys, bar_interval: str) -> str:
+    """Download, verify and parse USDⓈ-M aggTrades and 1h mark-price klines of one symbol, build its
+    trade bars at `bar_interval`; the symbol."""
+    symbol = sample_symbol("um_futures", "aggTrades")
+    for dataset, interval in (("aggTrades", []), ("markPriceKlines", ["--interval", "1h"])):
+        for argv in (["download", "um_futures", dataset, symbol, *interval, "--start", "2024-11-01"],
+                     ["verify", "um_futures", dataset, *interval], ["parse", "um_futures", dataset, *interval]):
+            code, _, err = run(capsys, "archive", *argv)
+            assert code == 0, err
+    code, _, err = run(capsys, "generate", "bars", "um_futures", symbol, "--interval", bar_interval)
+    assert code == 0, err
+    return symbol
+
+
 def test_the_catalog_has_a_view_per_parsed_dataset_and_trade_bars(bucket: Path, capsys) -> None:
     duckdb = pytest.importorskip("duckdb")
     import pyarrow.parquet as pq
@@ -178,14 +192,7 @@ def test_the_catalog_has_a_view_per_parsed_dataset_and_trade_bars(bucket: Path, 
     from bhds.paths import Layout
     from bhds.research.catalog import write_catalog
 
-    symbol = sample_symbol("um_futures", "aggTrades")
-    for dataset, interval in (("aggTrades", []), ("markPriceKlines", ["--interval", "1h"])):
-        for argv in (["download", "um_futures", dataset, symbol, *interval, "--start", "2024-11-01"],
-                     ["verify", "um_futures", dataset, *interval], ["parse", "um_futures", dataset, *interval]):
-            code, _, err = run(capsys, "archive", *argv)
-            assert code == 0, err
-    code, _, err = run(capsys, "generate", "bars", "um_futures", symbol, "--interval", "1h")
-    assert code == 0, err
+    symbol = _um_aggtrades_mark_klines_and_bars(capsys, "1h")
     layout = Layout(data_dir())
     views = write_catalog(layout)
     assert {"um_futures_agg_trades", "um_futures_mark_price_klines_1h", "um_futures_trade_bars_1h"} <= set(views)
@@ -197,3 +204,67 @@ def test_the_catalog_has_a_view_per_parsed_dataset_and_trade_bars(bucket: Path, 
     assert con.execute("SELECT count(*), sum(trade_num) FROM um_futures_trade_bars_1h WHERE symbol = ?", [symbol]).fetchone() == (
         bars.num_rows, sum(bars.column("trade_num").to_pylist()))
     assert con.execute("SELECT count(DISTINCT symbol) FROM um_futures_mark_price_klines_1h").fetchone() == (1,)
+
+
+def test_list_data_and_load_cover_parsed_datasets_and_trade_bars(bucket: Path, capsys) -> None:
+    """`list-data` shows every `archive parse` dataset and the trade bars with their footer figures;
+    `symbols`, `coverage` and `load` read them too; bars whose trade partitions changed are stale."""
+    import json
+    import os
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    import bhds
+    from bhds.paths import Layout
+
+    symbol = _um_aggtrades_mark_klines_and_bars(capsys, "10s")
+    layout = Layout(data_dir())
+    partitions = sorted(layout.parsed_dataset_dir("um_futures", "aggTrades", symbol).glob("*.pqt"))
+    trades = pa.concat_tables([pq.read_table(p) for p in partitions])
+    bars_file = layout.trade_bars_file("um_futures", "10s", symbol)
+    bars = pq.read_table(bars_file)
+
+    def iso(value) -> str:  # list-data shows times to the second
+        return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    code, out, err = run(capsys, "list-data", "um_futures", "--format", "json")
+    assert code == 0, err
+    rows = {(r["dataset"], r["interval"], r["symbol"]): r for r in json.loads(out)["datasets"]}
+    agg = rows[("aggTrades", None, symbol)]
+    times = pc.min_max(trades.column("transact_time"))
+    assert (agg["rows"], agg["files"], agg["bytes"]) == (trades.num_rows, len(partitions), sum(p.stat().st_size for p in partitions))
+    assert (agg["first"], agg["last"], agg["stale"]) == (iso(times["min"].as_py()), iso(times["max"].as_py()), None)
+    mark = rows[("markPriceKlines", "1h", symbol)]
+    mark_files = sorted(layout.parsed_dataset_dir("um_futures", "markPriceKlines", symbol, "1h").glob("*.pqt"))
+    assert mark["rows"] == sum(pq.read_metadata(p).num_rows for p in mark_files) > 0
+    got_bars = rows[("trade_bars", "10s", symbol)]
+    first_bar, last_bar = bars.column("candle_begin_time")[0].as_py(), bars.column("candle_begin_time")[-1].as_py()
+    assert (got_bars["rows"], got_bars["files"], got_bars["first"], got_bars["last"], got_bars["stale"]) == (
+        bars.num_rows, 1, iso(first_bar), iso(last_bar), False)
+    code, out, _ = run(capsys, "list-data", "um_futures", "--interval", "10s", "--format", "csv")
+    assert out.strip().splitlines()[1:] == [f"um_futures,trade_bars,10s,,{symbol},{iso(first_bar)},{iso(last_bar)},"
+                                            f"{bars.num_rows},1,{bars_file.stat().st_size},False"]
+
+    # The loader: trade bars by interval, parsed datasets by name.
+    assert bhds.load_arrow("um_futures", symbol, "10s", source="trade_bars", data_dir=data_dir()).equals(bars)
+    assert bhds.symbols("um_futures", "10s", source="trade_bars", data_dir=data_dir()) == [symbol]
+    assert bhds.symbols("um_futures", source="aggTrades", data_dir=data_dir()) == [symbol]
+    cover = bhds.coverage("um_futures", source="aggTrades", data_dir=data_dir())
+    assert cover[["symbol", "rows", "files"]].values.tolist() == [[symbol, trades.num_rows, len(partitions)]]
+    assert cover["last"].iloc[0] == times["max"].as_py().replace(microsecond=times["max"].as_py().microsecond // 1000 * 1000)
+    with pytest.raises(bhds.DataError, match="run `bhds generate bars um_futures BTCUSDT --interval 1m`"):
+        bhds.load("um_futures", symbol, "1m", source="trade_bars", data_dir=data_dir())
+    with pytest.raises(bhds.InputError, match="not to source='trade_bars'"):
+        bhds.load("um_futures", symbol, "10s", source="trade_bars", indicators=["rsi:14"], data_dir=data_dir())
+
+    # A re-parsed month the bars do not include yet makes them stale, until `generate bars` runs again.
+    later = bars_file.stat().st_mtime + 60
+    os.utime(partitions[-1], (later, later))
+    code, out, _ = run(capsys, "list-data", "um_futures", "--format", "json")
+    assert {(r["dataset"], r["symbol"]) for r in json.loads(out)["datasets"] if r["stale"]} == {("trade_bars", symbol)}
+    code, _, err = run(capsys, "generate", "bars", "um_futures", symbol, "--interval", "10s")
+    assert code == 0, err
+    code, out, _ = run(capsys, "list-data", "um_futures", "--format", "json")
+    assert not any(r["stale"] for r in json.loads(out)["datasets"])

@@ -15,8 +15,18 @@ from bhds.cli import options as opt
 MARKET_METAVAR = "MARKET:{spot|um_futures|cm_futures}"
 
 
+class _Market(click.Choice):
+    """The three markets, and a plain answer for `option`, which the archive has but bhds does not model."""
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        if value == "option":
+            self.fail("option (data/option/daily/BVOLIndex, EOHSummary) is not supported: their columns are not "
+                      "documented in bhds' Binance reference; use spot, um_futures or cm_futures", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 def _market() -> Any:
-    return opt.argument("market", "Market: spot, um_futures or cm_futures", type=click.Choice(opt.TRADE_TYPES),
+    return opt.argument("market", "Market: spot, um_futures or cm_futures", type=_Market(opt.TRADE_TYPES),
                         metavar=MARKET_METAVAR)
 
 

@@ -5,6 +5,10 @@ reads: nothing here holds a whole file. Each zip member is decompressed as a str
 blocks of about `block_size` bytes at line ends, each block read by pyarrow's CSV parser,
 converted, and written as one row group. Peak memory is a few blocks whatever the file's size.
 
+The three steps run as a pipeline on three threads, one block apart (`ahead`): inflating the zip,
+reading the CSV and writing Parquet all release the GIL, so one worker overlaps them on the
+machine's cores the way pyarrow's own streaming reader overlaps its read-ahead with parsing.
+
 The columns of each dataset are in `bhds.parse.datasets`; for trades and aggTrades:
 
   trades     id, price, qty, quote_qty (COIN-M: base_qty), time, is_buyer_maker[, is_best_match]
@@ -19,12 +23,15 @@ file order (monthly file, or the month's daily files by day).
 from __future__ import annotations
 
 import json
+import queue
+import threading
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -41,6 +48,7 @@ _BOM = b"\xef\xbb\xbf"
 # One CSV block per row group: about 200k trades, a few tens of MB in memory at most.
 DEFAULT_BLOCK_SIZE = 16 << 20
 SOURCES_KEY = b"bhds.sources"
+_T = TypeVar("_T")
 
 
 def columns(market: str, dataset: str) -> list[tuple[str, pa.DataType]]:
@@ -96,6 +104,60 @@ def csv_blocks(stream: BinaryIO, block_size: int) -> Iterator[bytes]:
         rest = buf[cut:]
 
 
+@contextmanager
+def ahead(items: Iterable[_T], depth: int = 1) -> Iterator[Iterator[_T]]:
+    """`with ahead(items) as stream:` `items`, produced on a thread of their own at most `depth`
+    items ahead of the consumer.
+
+    The bounded queue keeps memory to a few items. An exception in the producer is raised from
+    `stream`. Leaving the block (done, error, interrupt) stops the producer, closes `items` and
+    waits for the thread, so nothing the producer reads is closed under it.
+    """
+    handoff: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(entry: tuple[bool, object]) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(entry, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        source = iter(items)
+        end: BaseException | None = None
+        try:
+            for item in source:
+                if not put((True, item)):
+                    return
+        except BaseException as exc:  # handed to the consumer, raised there
+            end = exc
+        finally:
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()
+        put((False, end))
+
+    def consume() -> Iterator[_T]:
+        while True:
+            more, value = handoff.get()
+            if not more:
+                if value is not None:
+                    raise value  # type: ignore[misc]
+                return
+            yield value  # type: ignore[misc]
+
+    producer = threading.Thread(target=produce, name="bhds-ahead", daemon=True)
+    producer.start()
+    try:
+        yield consume()
+    finally:
+        stop.set()
+        producer.join()
+
+
 def _has_header(block: bytes) -> bool:
     """A first row whose first field starts with a letter is a header (data starts with a digit,
     also the `YYYY-MM-DD HH:MM:SS` times of metrics and bookDepth), detected per file."""
@@ -117,9 +179,9 @@ def _batches(zip_path: Path, market: str, dataset: str, block_size: int) -> Iter
             members = [info for info in archive.infolist() if not info.is_dir()]
             if len(members) != 1:
                 raise BadSourceFile(f"expected one CSV in the zip, found {len(members)}")
-            with archive.open(members[0]) as stream:
+            with archive.open(members[0]) as stream, ahead(csv_blocks(stream, block_size)) as blocks:
                 first = True
-                for block in csv_blocks(stream, block_size):
+                for block in blocks:
                     if first:
                         first = False
                         block = block.removeprefix(_BOM)
@@ -148,15 +210,28 @@ def _convert(batch: pa.RecordBatch, cols: list[datasets.Column]) -> pa.RecordBat
     for column, array in zip(cols, batch.columns):
         if column.text_time:  # naive UTC wall time: same values, tz attached
             array = array.cast(column.type)
-        elif column.is_time:  # µs or ms, per value
-            micros = pc.greater_equal(array, MICROSECOND_THRESHOLD)
-            if column.type.unit == "us":
-                array = pc.if_else(micros, array, pc.multiply(array, 1000))
-            else:
-                array = pc.if_else(micros, pc.divide(array, 1000), array)
-            array = array.cast(column.type)
+        elif column.is_time:
+            array = _epoch_as(array, column.type)
         arrays.append(array)
     return pa.RecordBatch.from_arrays(arrays, schema=pa.schema([(c.name, c.type) for c in cols]))
+
+
+def _epoch_as(array: pa.Array, unit_type: pa.TimestampType) -> pa.Array:
+    """Epoch numbers, ms or µs per value, as `unit_type`. A block is nearly always in one unit:
+    its min and max tell, and only a block that mixes them is converted value by value."""
+    lowest, highest = (v.as_py() for v in pc.min_max(array).values())
+    to_us = unit_type.unit == "us"
+    if lowest is None or (lowest >= MICROSECOND_THRESHOLD if to_us else highest < MICROSECOND_THRESHOLD):
+        pass  # already in the target unit (or all null)
+    elif highest < MICROSECOND_THRESHOLD:  # all ms → µs
+        array = pc.multiply(array, 1000)
+    elif lowest >= MICROSECOND_THRESHOLD:  # all µs → ms
+        array = pc.divide(array, 1000)
+    else:
+        micros = pc.greater_equal(array, MICROSECOND_THRESHOLD)
+        array = (pc.if_else(micros, array, pc.multiply(array, 1000)) if to_us
+                 else pc.if_else(micros, pc.divide(array, 1000), array))
+    return array.cast(unit_type)
 
 
 def parse_month(task: MonthTask) -> tuple[int, int]:
@@ -169,10 +244,11 @@ def parse_month(task: MonthTask) -> tuple[int, int]:
                               column_encoding=numeric_encodings(out_schema)) as writer:
             for source in task.sources:
                 try:
-                    for batch in _batches(Path(source), task.market, task.dataset, task.block_size):
-                        if batch.num_rows:
-                            writer.write_batch(batch)
-                            rows += batch.num_rows
+                    with ahead(_batches(Path(source), task.market, task.dataset, task.block_size)) as batches:
+                        for batch in batches:
+                            if batch.num_rows:
+                                writer.write_batch(batch)
+                                rows += batch.num_rows
                 except BadSourceFile as exc:
                     raise BadSourceFile(f"{source}: {exc}") from None
         size = tmp.stat().st_size

@@ -2,7 +2,9 @@
 
 `stale` says whether generated files are older than what they were made from: results older than
 the symbol's parsed partitions, API days or (when the results carry funding) funding files;
-resamples older than the 1m results file of the same name. It is None for the inputs themselves.
+resamples older than the 1m results file of the same name; trade bars whose footer names other
+trade partitions than those on disk now (what `generate bars` would rebuild). It is None for the
+inputs themselves (parsed klines and funding, API days, every `archive parse` dataset).
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ import io
 import json
 from pathlib import Path
 
-from bhds.paths import PARQUET_SUFFIX, Layout, list_files
+from bhds.paths import PARQUET_SUFFIX, Layout, list_files, partition_month
 from bhds.quality.grid import iso_ms
-from bhds.research.store import RESAMPLED, RESULTS, Dataset, FileFigures, datasets, file_figures, stem
+from bhds.research.store import RESAMPLED, RESULTS, TRADE_BARS, Dataset, FileFigures, datasets, file_figures, stem
 from bhds.types import TradeType, _human_bytes
 
 SCHEMA = "bhds-list-data/1"
@@ -30,8 +32,9 @@ def list_data(layout: Layout, trade_types: list[TradeType], interval: str | None
         for dataset in datasets(layout, tt):
             if interval is not None and dataset.interval != interval:
                 continue
+            time_column = dataset.time_column
             for symbol, paths in dataset.files_by_symbol(layout).items():
-                figures = [file_figures(p, dataset.time_column) for p in paths]
+                figures = [file_figures(p, time_column) for p in paths]
                 firsts = [f.first_ms for f in figures if f.first_ms is not None]
                 lasts = [f.last_ms for f in figures if f.last_ms is not None]
                 records.append({
@@ -54,7 +57,26 @@ def _stale(layout: Layout, dataset: Dataset, symbol: str, figures: list[FileFigu
         return newest_input > min(f.mtime_ns for f in figures)
     if dataset.kind == RESAMPLED:
         return any(_mtime(layout.results_kline_file(tt, RESAMPLE_SOURCE_INTERVAL, stem(f.path))) > f.mtime_ns for f in figures)
+    if dataset.kind == TRADE_BARS:
+        return any(_bars_stale(layout, tt, symbol, f.path) for f in figures)
     return None
+
+
+def _bars_stale(layout: Layout, tt: TradeType, symbol: str, path: Path) -> bool | None:
+    """Whether the trade partitions a bars file was built from (its footer) differ from those on disk."""
+    from bhds.generate.bars import built_from
+    from bhds.storage import files_signature
+
+    try:
+        built = json.loads(built_from(path) or "null")
+        source, inputs = built["from"], built["inputs"]
+    except (ValueError, TypeError, KeyError):
+        return None  # not written by `generate bars`: nothing to compare with
+    partitions = [p for p in list_files(layout.parsed_dataset_dir(tt, source, symbol), PARQUET_SUFFIX) if partition_month(p.name)]
+    try:
+        return files_signature(partitions) != inputs
+    except FileNotFoundError:  # a partition replaced while listing
+        return True
 
 
 def _mtime(path: Path) -> int:

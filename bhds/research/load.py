@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Union
 
 from bhds.errors import ConfigError, DataError, InputError
 from bhds.paths import PARQUET_SUFFIX, list_files
-from bhds.research.store import (API_KLINES, PARSED_KLINES, RESAMPLED, RESULTS, TIME, Dataset, FileFigures, file_figures,
-                                  interval_order, stem, trade_type_of)
+from bhds.research.store import (API_KLINES, PARSED_KLINES, RESAMPLED, RESULTS, TIME, TRADE_BARS, Dataset, FileFigures,
+                                  file_figures, interval_order, stem, trade_type_of)
 from bhds.types import DAY_MS, TradeType, parse_interval
 
 if TYPE_CHECKING:
@@ -26,9 +26,9 @@ if TYPE_CHECKING:
 
     from bhds.paths import Layout
 
-Source = str  # "results", "resampled", "parsed", or a dataset `archive parse` wrote ("trades", "aggTrades", ...)
+Source = str  # "results", "resampled", "parsed", "trade_bars", or a dataset `archive parse` wrote ("trades", ...)
 TimeLike = Union[str, datetime, date, None]
-SOURCES: tuple[str, ...] = ("results", "resampled", "parsed")
+SOURCES: tuple[str, ...] = ("results", "resampled", "parsed", TRADE_BARS)
 SEGMENT = "segment"
 
 # A partition may hold a stray row of a neighbouring day; files this close to the range are read too.
@@ -51,7 +51,9 @@ def load_arrow(trade_type: str | TradeType, symbol: str, interval: str = "1m", s
         if offset is not None:
             raise InputError("offset applies to source='resampled' only", exit_code=2)
         table = _load_parsed(layout, tt, symbol, parse_interval(interval, archive=True).text, start_ms, end_ms)
-    elif source in (RESULTS, RESAMPLED):
+    elif source in (RESULTS, RESAMPLED, TRADE_BARS):
+        if source == TRADE_BARS and (offset is not None or indicators):
+            raise InputError("offset and indicators apply to results and resamples, not to source='trade_bars'", exit_code=2)
         dataset = _result_dataset(layout, tt, interval, offset, source)
         wanted = None if columns is None else [TIME, *([columns] if isinstance(columns, str) else columns)]
         table = _load_segments(layout, dataset, symbol, start_ms, end_ms, segments, wanted)
@@ -90,14 +92,16 @@ def load(trade_type: str | TradeType, symbol: str, interval: str = "1m", start: 
     Args:
         trade_type: `spot`, `um_futures` or `cm_futures`.
         symbol: e.g. `BTCUSDT`; a split symbol's `SP<i>_BTCUSDT` segments are included.
-        interval: the kline interval (`results`, `parsed`) or the resample interval (`resampled`).
+        interval: the kline interval (`results`, `parsed`), the resample interval (`resampled`) or
+            the bar interval (`trade_bars`, e.g. `10s`).
         start: first candle time to include (inclusive); ISO text such as `2025-01-01` or
             `2025-01-01T08:00Z`, or a datetime/date. Naive values are UTC.
         end: candle time to stop before (exclusive), same forms.
         offset: the resample offset folder (`resampled` only), e.g. `5m`.
         columns: columns to read; `candle_begin_time` always comes first. Default: all.
-        source: `results` (generated klines), `resampled`, or `parsed` (archive partitions merged
-            with API days, as generate sees them before its gap split and fill); or a dataset that
+        source: `results` (generated klines), `resampled`, `parsed` (archive partitions merged
+            with API days, as generate sees them before its gap split and fill), `trade_bars`
+            (bars `bhds generate bars` built from trades); or a dataset that
             `bhds archive parse` wrote (`trades`, `aggTrades`, `bookDepth`, `metrics`, `markPriceKlines`
             with `interval`, ...), filtered and sorted by its own time column.
         segments: add a `segment` column naming the file each row came from (`SP0_X`, …, `X`).
@@ -148,9 +152,10 @@ def coverage(trade_type: str | TradeType, interval: str = "1m", source: Source =
     tt, layout = trade_type_of(trade_type), _layout(data_dir)
     if source == RESAMPLED:
         _result_dataset(layout, tt, interval, offset, source)  # the offset is required, and must exist
+    time_column = _archive_dataset(tt, source, interval).time_column if source not in SOURCES else TIME
     records = []
     for symbol, paths in sorted(_files_by_symbol(layout, tt, interval, source, offset).items()):
-        records.append(summarise(symbol, [file_figures(p) for p in paths]))
+        records.append(summarise(symbol, [file_figures(p, time_column) for p in paths]))
     frame = pd.DataFrame(records, columns=["symbol", "first", "last", "rows", "files", "bytes"])
     for column in ("first", "last"):
         frame[column] = pd.to_datetime(frame[column], unit="ms", utc=True)
@@ -199,6 +204,10 @@ def to_ms(value: TimeLike, what: str) -> int | None:
 
 
 def _result_dataset(layout: Layout, tt: TradeType, interval: str, offset: str | None, source: str) -> Dataset:
+    if source == TRADE_BARS:
+        from bhds.generate.bars import bar_interval
+
+        return Dataset(tt, TRADE_BARS, bar_interval(interval).text)
     if source == RESULTS:
         if offset is not None:
             raise InputError("offset applies to source='resampled' only", exit_code=2)
@@ -236,8 +245,20 @@ def _files_by_symbol(layout: Layout, tt: TradeType, interval: str, source: str, 
                 merged.setdefault(symbol, []).extend(paths)
         return merged
     if source not in SOURCES:
-        raise InputError(f"source {source!r} is not known: use one of {', '.join(SOURCES)}", exit_code=2)
+        return _archive_dataset(tt, source, interval).files_by_symbol(layout)
     return _result_dataset(layout, tt, interval, offset, source).files_by_symbol(layout)
+
+
+def _archive_dataset(tt: TradeType, name: str, interval: str) -> Dataset:
+    """The `archive parse` dataset `name` (at `interval` if it has interval folders); a one-line error for an unknown source."""
+    from bhds.archive.catalog import dataset_interval, datasets_of, find_dataset
+
+    names = [d.name for d in datasets_of(tt)]
+    if name not in names:
+        raise InputError(f"source {name!r} is not known: use one of {', '.join(SOURCES)}, or a dataset `archive parse` "
+                         f"writes for {tt.value} ({', '.join(names)})", exit_code=2)
+    found = find_dataset(tt, name)
+    return Dataset(tt, found.name, dataset_interval(tt, found, interval if found.has_interval else None))
 
 
 # ---- reading ----
@@ -312,6 +333,9 @@ def _load_segments(layout: Layout, dataset: Dataset, symbol: str, start_ms: int 
 
 def _missing(dataset: Dataset, symbol: str, layout: Layout) -> str:
     tt = dataset.trade_type.value
+    if dataset.kind == TRADE_BARS:
+        return (f"no {tt} {dataset.interval} trade bars for {symbol} under {dataset.directory(layout)}: "
+                f"run `bhds generate bars {tt} {symbol} --interval {dataset.interval}` first")
     if dataset.kind == RESULTS:
         return (f"no {tt} {dataset.interval} results for {symbol} under {dataset.directory(layout)}: "
                 f"run `bhds generate kline {tt} {dataset.interval} {symbol}` (or kline-type) first")
@@ -354,20 +378,14 @@ def _load_archive_dataset(layout: Layout, tt: TradeType, name: str, symbol: str,
     import pyarrow as pa
     import pyarrow.dataset as ds
 
-    from bhds.archive.catalog import dataset_interval, datasets_of, find_dataset
-
-    names = [d.name for d in datasets_of(tt)]
-    if name not in names:
-        raise InputError(f"source {name!r} is not known: use one of {', '.join(SOURCES)}, or a dataset `archive parse` "
-                         f"writes for {tt.value} ({', '.join(names)})", exit_code=2)
-    found = find_dataset(tt, name)
-    folder_interval = dataset_interval(tt, found, interval if found.has_interval else None)
-    directory = layout.parsed_dataset_dir(tt, found.name, symbol, folder_interval)
+    found = _archive_dataset(tt, name, interval)
+    folder_interval = found.interval
+    directory = layout.parsed_dataset_dir(tt, found.kind, symbol, folder_interval)
     files = list_files(directory, PARQUET_SUFFIX)
     if not files:
         where = f" --interval {folder_interval}" if folder_interval else ""
-        raise DataError(f"no parsed {found.name} of {symbol} under {directory}: run `bhds archive download {tt.value} "
-                        f"{found.name} {symbol}{where}`, then `archive verify` and `archive parse` with the same arguments")
+        raise DataError(f"no parsed {found.kind} of {symbol} under {directory}: run `bhds archive download {tt.value} "
+                        f"{found.kind} {symbol}{where}`, then `archive verify` and `archive parse` with the same arguments")
     wanted = [p for p in files if p.stem.isdigit() and _overlaps_month(p.stem, start_ms, end_ms)]
     try:
         dataset = ds.dataset([str(p) for p in wanted] or [str(files[0])], format="parquet")

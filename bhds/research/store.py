@@ -1,7 +1,8 @@
 """Which datasets the store holds, their files per symbol, and each file's figures from its footer.
 
 A dataset is one folder kind of one trade type (and interval, offset): parsed archive klines, API
-klines, parsed and API funding, generated results and resamples. Figures (first and last time,
+klines, parsed and API funding, what `archive parse` wrote (kind = Binance's dataset name, as
+`bhds.load(source=...)` takes it), generated results, resamples and bars built from trades. Figures (first and last time,
 rows) come from the Parquet footer and row-group statistics, so listing a store opens no column.
 """
 
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bhds.errors import DataError, InputError
-from bhds.paths import PARQUET_SUFFIX, Layout, list_files, list_subdirs
+from bhds.paths import PARQUET_SUFFIX, Layout, list_files, list_subdirs, partition_month
 from bhds.quality.inventory import result_symbol, split_index
 from bhds.types import TradeType
 
@@ -26,7 +27,8 @@ FUNDING = "funding"
 API_FUNDING = "api_funding"
 RESULTS = "results"
 RESAMPLED = "resampled"
-KINDS = (PARSED_KLINES, API_KLINES, FUNDING, API_FUNDING, RESULTS, RESAMPLED)
+TRADE_BARS = "trade_bars"
+KINDS = (PARSED_KLINES, API_KLINES, FUNDING, API_FUNDING, RESULTS, RESAMPLED, TRADE_BARS)  # archive datasets after API_FUNDING
 
 # Nanoseconds are the finest unit Parquet timestamps use; epoch ms = raw // divisor.
 _MS_DIVISOR = {"s": None, "ms": 1, "us": 1_000, "ns": 1_000_000}
@@ -51,7 +53,16 @@ class Dataset:
     offset: str | None = None
 
     @property
+    def is_archive(self) -> bool:
+        """A dataset `archive parse` wrote (monthly partitions per symbol)."""
+        return self.kind not in KINDS
+
+    @property
     def time_column(self) -> str:
+        if self.is_archive:  # its first time column: `time` of trades, `open_time` of klines, ...
+            from bhds.parse.datasets import csv_columns
+
+            return next(c.name for c in csv_columns(self.trade_type.value, self.kind) if c.is_time)
         return FUNDING_TIME if self.kind in (FUNDING, API_FUNDING) else TIME
 
     def directory(self, layout: Layout) -> Path | None:
@@ -64,6 +75,8 @@ class Dataset:
             return layout.parsed_funding_dir(self.trade_type)
         if self.kind == API_FUNDING:
             return layout.api_funding_dir(self.trade_type)
+        if self.kind == TRADE_BARS:
+            return layout.trade_bars_dir(self.trade_type, self.interval or "")
         return None
 
     def files_by_symbol(self, layout: Layout) -> dict[str, list[Path]]:
@@ -78,11 +91,24 @@ class Dataset:
                 if files:
                     out[symbol] = files
             return out
+        if self.is_archive:
+            return _archive_files(layout, self.trade_type, self.kind, self.interval)
         directory = self.directory(layout)
         grouped: dict[str, list[Path]] = {}
         for path in list_files(directory, PARQUET_SUFFIX) if directory else []:
             grouped.setdefault(result_symbol(stem(path)), []).append(path)
         return {symbol: sorted(files, key=segment_order) for symbol, files in sorted(grouped.items())}
+
+
+def _archive_files(layout: Layout, tt: TradeType, name: str, interval: str | None) -> dict[str, list[Path]]:
+    """Symbol -> its monthly partitions (`YYYYMM.pqt`, in month order) of an `archive parse` dataset."""
+    out = {}
+    for symbol in list_subdirs(layout.parsed_dataset_symbols_dir(tt, name, interval)):
+        files = [p for p in list_files(layout.parsed_dataset_dir(tt, name, symbol, interval), PARQUET_SUFFIX)
+                 if partition_month(p.name)]
+        if files:
+            out[symbol] = sorted(files, key=lambda p: p.name)
+    return out
 
 
 def stem(path: Path) -> str:
@@ -107,6 +133,7 @@ def datasets(layout: Layout, trade_type: TradeType) -> list[Dataset]:
     for kind in (FUNDING, API_FUNDING):
         if list_files(Dataset(tt, kind).directory(layout), PARQUET_SUFFIX):  # type: ignore[arg-type]
             found.append(Dataset(tt, kind))
+    found += archive_datasets(layout, tt)
     for interval in sorted(list_subdirs(layout.results_klines_root(tt)), key=interval_order):
         if list_files(layout.results_kline_dir(tt, interval), PARQUET_SUFFIX):
             found.append(Dataset(tt, RESULTS, interval))
@@ -114,6 +141,23 @@ def datasets(layout: Layout, trade_type: TradeType) -> list[Dataset]:
         for offset in sorted(list_subdirs(layout.resampled_interval_dir(tt, interval)), key=interval_order):
             if list_files(layout.resampled_dir(tt, interval, offset), PARQUET_SUFFIX):
                 found.append(Dataset(tt, RESAMPLED, interval, offset))
+    for interval in sorted(list_subdirs(layout.trade_bars_root(tt)), key=interval_order):
+        if list_files(layout.trade_bars_dir(tt, interval), PARQUET_SUFFIX):
+            found.append(Dataset(tt, TRADE_BARS, interval))
+    return found
+
+
+def archive_datasets(layout: Layout, tt: TradeType) -> list[Dataset]:
+    """The datasets `archive parse` wrote for the trade type, in the archive catalogue's order
+    (kline-like ones once per interval folder)."""
+    from bhds.archive.catalog import datasets_of
+
+    found = []
+    for entry in datasets_of(tt):
+        intervals = (sorted(list_subdirs(layout.parsed_dataset_symbols_dir(tt, entry.name)), key=interval_order)
+                     if entry.has_interval else [None])
+        found += [Dataset(tt, entry.name, interval) for interval in intervals
+                  if _archive_files(layout, tt, entry.name, interval)]
     return found
 
 
