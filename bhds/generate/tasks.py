@@ -14,12 +14,14 @@ import pyarrow as pa
 
 from bhds import storage
 from bhds.errors import DataError
+from bhds.generate.builds import FORMAT
 from bhds.generate import frame
 from bhds.generate.frame import FUNDING, TIME, Columns
 from bhds.generate.funding import funding_on_grid, funding_series
 from bhds.generate.gaps import fill, gap_starts, segment_names, segments
 from bhds.generate.jobs import RESAMPLE_SOURCE_INTERVAL, KlineJob, ResampleJob, TaskResult
 from bhds.generate.merge import merge, traded, vwap
+from bhds.generate.output import write_months
 from bhds.generate.resample import resample_columns
 from bhds.paths import PARQUET_SUFFIX, Layout, list_files, parquet_in, resampled_file_in
 from bhds.schema import API_FUNDING_SCHEMA, KLINE_SCHEMA, PARSED_FUNDING_SCHEMA, vwap_column
@@ -77,24 +79,43 @@ def _funding_events(layout: Layout, job: KlineJob) -> tuple[np.ndarray, np.ndarr
 def _gap_starts(cols: Columns, rows: np.ndarray, job: KlineJob, interval: Interval) -> np.ndarray:
     if not job.split_gaps:
         return np.empty(0, dtype=np.int64)
-    if len(rows) == len(cols[TIME]):  # every candle traded: no need to copy them out
-        return gap_starts(cols[TIME], cols["open"], cols["close"], min_days=job.min_days, min_price_chg=job.min_price_chg,
-                          interval=interval)
-    return gap_starts(cols[TIME][rows], cols["open"][rows], cols["close"][rows], min_days=job.min_days,
-                      min_price_chg=job.min_price_chg, interval=interval)
+    every = len(rows) == len(cols[TIME])  # every candle traded: index them directly
+    return gap_starts(cols[TIME], cols["open"], cols["close"], min_days=job.min_days, min_price_chg=job.min_price_chg,
+                      interval=interval, rows=None if every else rows)
+
+
+def inputs_record(job: KlineJob, archive_files: list[Path], api_files: list[Path]) -> dict:
+    """What a symbol's files are built from, file by file, so the next run's `extend` can tell which months changed."""
+    options = [FORMAT, job.trade_type.value, job.interval, job.split_gaps, job.min_days, job.min_price_chg, job.with_vwap,
+               job.with_funding_rates, job.contract_size]
+    return {"options": options, "parsed": storage.files_signature(archive_files), "api": storage.files_signature(api_files)}
 
 
 def build_klines(job: KlineJob) -> TaskResult:
-    """Contract §6.11 for one symbol: merge, VWAP, gap split, fill, funding, write."""
+    """Contract §6.11 for one symbol: merge, VWAP, gap split, fill, funding, write.
+
+    When the job names the symbol's previous files and only its latest months changed, the
+    latest file is extended instead (`extend`), which gives the same file.
+    """
     _use_system_allocator()
     layout = Layout(job.data_dir)
     interval = parse_interval(job.interval, archive=True)
-    result = TaskResult(job.symbol)
-    archive = _read_klines(list_files(layout.parsed_kline_dir(job.trade_type, job.symbol, job.interval), PARQUET_SUFFIX))
+    archive_files = list_files(layout.parsed_kline_dir(job.trade_type, job.symbol, job.interval), PARQUET_SUFFIX)
+    api_files = list_files(layout.api_kline_dir(job.trade_type, job.symbol, job.interval), PARQUET_SUFFIX)
+    record = inputs_record(job, archive_files, api_files)  # before the files are read: a later change shows next time
+    events = _funding_events(layout, job)
+    if job.previous:
+        from bhds.generate.extend import extend
+
+        extended = extend(job, interval, archive_files, api_files, record, events)
+        if extended is not None:
+            return extended
+    result = TaskResult(job.symbol, inputs=record)
+    archive = _read_klines(archive_files)
     if archive is None:  # the legacy tool skips a symbol without archive data, whatever the API has
         result.skipped = True
         return result
-    cols = merge(archive, _read_klines(list_files(layout.api_kline_dir(job.trade_type, job.symbol, job.interval), PARQUET_SUFFIX)))
+    cols = merge(archive, _read_klines(api_files))
     present = traded(cols)
     rows = np.flatnonzero(present)
     if not len(rows):
@@ -104,7 +125,6 @@ def build_klines(job: KlineJob) -> TaskResult:
     vwap_name = vwap_column(job.interval) if job.with_vwap else None
     if vwap_name:
         cols[vwap_name] = vwap(cols, contract_size=job.contract_size if job.trade_type is TradeType.cm_futures else None)
-    events = _funding_events(layout, job)
     schema = frame.result_schema(job.interval, with_vwap=vwap_name is not None, with_funding=events is not None)
 
     parts = segments(rows, _gap_starts(cols, rows, job, interval))
@@ -115,7 +135,7 @@ def build_klines(job: KlineJob) -> TaskResult:
         filled, candles = fill(segment, present[part], interval, vwap_name)
         if events is not None:
             filled[FUNDING] = funding_on_grid(candles, interval, events)
-        result.bytes += storage.write_table_numeric(frame.to_table(filled, schema), parquet_in(job.out_dir, name))
+        result.bytes += write_months(frame.to_table(filled, schema), parquet_in(job.out_dir, name))
         result.rows += len(candles)
         result.files.append(name)
     return result
