@@ -219,6 +219,8 @@ def kline(settings: Settings, *, trade_type, time_interval, symbol, split_gaps, 
         record = BuildRecord.load(_record_path(layout, _kline_stage(trade_type, time_interval)))
         previous = record.untouched(symbol, target)
         result = run_kline_job(_kline_job(layout, trade_type, time_interval, symbol, target, sizes, previous, target, **options))
+        if result.extended:
+            summary.notes["extended"] = 1
         if result.skipped:
             log.warning("no parsed archive klines for %s %s %s: nothing generated (run aws_kline parse first)", symbol, trade_type.value, time_interval)
         else:
