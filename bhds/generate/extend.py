@@ -31,8 +31,8 @@ from bhds.generate.grid import month_start_ms, months_since_epoch
 from bhds.generate.jobs import KlineJob, TaskResult
 from bhds.generate.merge import merge, traded, vwap
 from bhds.generate.output import write_months
-from bhds.generate.splice import SpliceError, splice
-from bhds.paths import PARQUET_SUFFIX, parquet_in, temp_path
+from bhds.generate.splice import SpliceError, footer_only, splice_plan, write_spliced
+from bhds.paths import PARQUET_SUFFIX, parquet_in
 from bhds.schema import KLINE_SCHEMA, vwap_column
 from bhds.types import DAY_MS, Interval, TradeType
 
@@ -94,8 +94,7 @@ def extend(job: KlineJob, interval: Interval, archive_files: list[Path], api_fil
         return None
     latest = parquet_in(job.previous_dir, job.symbol)
     try:
-        head = latest.read_bytes()
-        source = pq.ParquetFile(pa.BufferReader(head))
+        source = pq.ParquetFile(latest)
     except (OSError, pa.ArrowException):
         return None
     old = job.previous_inputs
@@ -173,16 +172,17 @@ def extend(job: KlineJob, interval: Interval, archive_files: list[Path], api_fil
         return None
 
     target = parquet_in(job.out_dir, job.symbol)
-    scratch = temp_path(target, "tail")
+    tail = frame.to_table(filled, schema)
+    sink = pa.BufferOutputStream()
+    write_months(tail, sink)
     try:
-        write_months(frame.to_table(filled, schema), scratch)
-        data = splice(head, keep, scratch.read_bytes())
+        kept_end, rest = splice_plan(footer_only(latest), keep, sink.getvalue().to_pybytes())
+        with storage.atomic_path(target) as tmp:
+            write_spliced(latest, kept_end, rest, tmp)
     except SpliceError as exc:
         log.debug("%s: cannot extend (%s), building it again", job.symbol, exc)
         return None
-    finally:
-        scratch.unlink(missing_ok=True)
-    storage.write_bytes(data, target)
+    size = kept_end + len(rest)
 
     result = TaskResult(job.symbol, extended=True, inputs=record)
     for name in job.previous:  # the earlier segments lie before the latest file: unchanged
@@ -193,5 +193,5 @@ def extend(job: KlineJob, interval: Interval, archive_files: list[Path], api_fil
         result.files.append(name)
     result.files.append(job.symbol)
     result.rows = len(candles)
-    result.bytes = len(data)
+    result.bytes = size
     return result

@@ -59,6 +59,26 @@ def _on_grid(t: np.ndarray, interval: Interval) -> bool:
     return not interval.is_calendar and bool(np.all(np.diff(t) == interval.ms))
 
 
+def _spreader(at: np.ndarray):  # noqa: ANN202 - a function (target, values) -> None
+    """A function putting `values[i]` at `target[at[i]]` (`at` ascending).
+
+    Rows usually come in a few long runs of consecutive candles (a year of 1m klines has a
+    handful of holes): those are copied as slices, several times faster than a scatter.
+    """
+    breaks = np.flatnonzero(np.diff(at) != 1) + 1
+    if len(breaks) > len(at) // 256:
+        def scatter(target: np.ndarray, values: np.ndarray) -> None:
+            target[at] = values
+        return scatter
+    bounds = [0, *(int(b) for b in breaks), len(at)]
+    runs = [(int(at[lo]), lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+    def copy_runs(target: np.ndarray, values: np.ndarray) -> None:
+        for start, lo, hi in runs:
+            target[start:start + hi - lo] = values[lo:hi]
+    return copy_runs
+
+
 def fill(cols: Columns, present: np.ndarray, interval: Interval, vwap_name: str | None) -> tuple[Columns, np.ndarray]:
     """One row per candle from the first to the last: absent candles repeat the last close, volumes 0.
 
@@ -77,14 +97,15 @@ def fill(cols: Columns, present: np.ndarray, interval: Interval, vwap_name: str 
     else:
         candles = grid(int(t[0]), int(t[-1]), interval)
         at = slots(t, candles, interval)
+        spread = _spreader(at)
         out = {TIME: candles}
         for name in [n for n in cols if n != TIME]:
             values = cols.pop(name)  # consumed one column at a time, so the old one can go
             out[name] = np.empty(len(candles), dtype=values.dtype)
-            out[name][at] = values
+            spread(out[name], values)
             del values
         have = np.zeros(len(candles), dtype=bool)
-        have[at[present]] = True
+        spread(have, present)
     missing = np.flatnonzero(~have)
     if len(missing):
         # Forward fill: a missing candle takes the close of the latest present one (the first always is).

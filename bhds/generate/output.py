@@ -25,17 +25,27 @@ def month_bounds(t: np.ndarray) -> list[int]:
     return [0, *(int(i) for i in np.searchsorted(t, starts)), len(t)]
 
 
-def write_months(table: pa.Table, path: Path) -> int:
-    """Write `table` (sorted by its first column, epoch ms) atomically, one row group per month; return the size."""
+def write_months(table: pa.Table, path: Path | pa.NativeFile) -> int:
+    """Write `table` (sorted by its first column, epoch ms), one row group per month; return the size.
+
+    A path is written atomically; a stream (`pa.BufferOutputStream`) as it is.
+    """
+    if not isinstance(path, Path):
+        _write_groups(table, path)
+        return 0
+    with storage.atomic_path(path) as tmp:
+        _write_groups(table, tmp)
+        size = tmp.stat().st_size
+    return size
+
+
+def _write_groups(table: pa.Table, where: Path | pa.NativeFile) -> None:
     import pyarrow.parquet as pq
 
     times = table.column(0).chunk(0) if table.column(0).num_chunks == 1 else table.column(0).combine_chunks()
     t = np.frombuffer(times.buffers()[1], dtype=np.int64, count=len(times), offset=times.offset * 8)
     bounds = month_bounds(t)
-    with storage.atomic_path(path) as tmp:
-        with pq.ParquetWriter(tmp, table.schema, **storage.numeric_write_options(table.schema)) as writer:
-            for lo, hi in zip(bounds[:-1], bounds[1:]):
-                if hi > lo:
-                    writer.write_table(table.slice(lo, hi - lo), row_group_size=hi - lo)
-        size = tmp.stat().st_size
-    return size
+    with pq.ParquetWriter(where, table.schema, **storage.numeric_write_options(table.schema)) as writer:
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            if hi > lo:
+                writer.write_table(table.slice(lo, hi - lo), row_group_size=hi - lo)

@@ -14,6 +14,7 @@ other bytes between the row groups and the footer; `splice` refuses them (the ca
 
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 
@@ -133,15 +134,19 @@ def _write_value(out: bytearray, kind: int, value: object) -> None:
         raise SpliceError(f"unsupported Thrift type {kind}")
 
 
+def _field_header(out: bytearray, fid: int, last: int, kind: int, value: object) -> None:
+    wire = (_TRUE if value else _FALSE) if kind in (_TRUE, _FALSE) else kind
+    if 0 < fid - last <= 15:
+        out.append((fid - last) << 4 | wire)
+    else:
+        out.append(wire)
+        _put_int(out, fid)
+
+
 def _write_struct(out: bytearray, fields: Struct) -> None:
     last = 0
     for fid, kind, value in fields:
-        wire = (_TRUE if value else _FALSE) if kind in (_TRUE, _FALSE) else kind
-        if 0 < fid - last <= 15:
-            out.append((fid - last) << 4 | wire)
-        else:
-            out.append(wire)
-            _put_int(out, fid)
+        _field_header(out, fid, last, kind, value)
         if kind not in (_TRUE, _FALSE):
             _write_value(out, kind, value)
         last = fid
@@ -223,29 +228,207 @@ def _contiguous_end(row_groups: list[Struct]) -> int:
     return pos
 
 
-def splice(head: bytes, keep: int, tail: bytes) -> bytes:
-    """A Parquet file made of `head`'s first `keep` row groups followed by all of `tail`'s.
+def _skip(data: bytes, pos: int, kind: int) -> int:
+    """Where the value of `kind` at `pos` ends (without building it)."""
+    if kind in (_TRUE, _FALSE, _BYTE):
+        return pos + 1
+    if kind in (_I16, _I32, _I64):
+        while data[pos] & 0x80:
+            pos += 1
+        return pos + 1
+    if kind == _DOUBLE:
+        return pos + 8
+    if kind == _BINARY:
+        size, pos = _varint(data, pos)
+        return pos + size
+    if kind in (_LIST, _SET):
+        head = data[pos]
+        pos += 1
+        size, elem = head >> 4, head & 0x0F
+        if size == 15:
+            size, pos = _varint(data, pos)
+        for _ in range(size):
+            pos = _skip(data, pos, elem)
+        return pos
+    if kind == _STRUCT:
+        while True:
+            head = data[pos]
+            pos += 1
+            if head == 0:
+                return pos
+            if not head >> 4:
+                _, pos = _varint(data, pos)
+            if head & 0x0F not in (_TRUE, _FALSE):
+                pos = _skip(data, pos, head & 0x0F)
+    raise SpliceError(f"unsupported Thrift type {kind}")
 
-    Both must have the same schema (the caller writes `tail` with the same writer settings); the
-    result takes the rest of its footer (schema, key-value metadata, writer) from `tail`.
+
+def _row_group_spans(data: bytes) -> list[tuple[int, int]]:
+    """The byte span of each row group's entry in a Parquet file's footer."""
+    if data[:4] != MAGIC or data[-4:] != MAGIC:
+        raise SpliceError("not a Parquet file")
+    pos = len(data) - 8 - struct.unpack("<I", data[-8:-4])[0]
+    spans: list[tuple[int, int]] = []
+    last = 0
+    while True:
+        head = data[pos]
+        pos += 1
+        if head == 0:
+            return spans
+        kind, delta = head & 0x0F, head >> 4
+        if delta:
+            fid = last + delta
+        else:
+            raw, pos = _varint(data, pos)
+            fid = _zigzag(raw)
+        last = fid
+        if fid == 4 and kind == _LIST:
+            elem_head = data[pos]
+            pos += 1
+            size = elem_head >> 4
+            if size == 15:
+                size, pos = _varint(data, pos)
+            for _ in range(size):
+                end = _skip(data, pos, _STRUCT)
+                spans.append((pos, end))
+                pos = end
+        elif kind not in (_TRUE, _FALSE):
+            pos = _skip(data, pos, kind)
+
+
+def splice_plan(head: bytes, keep: int, tail: bytes) -> tuple[int, bytes]:
+    """How to make a Parquet file of `head`'s first `keep` row groups followed by all of `tail`'s.
+
+    Returns `(n, rest)`: the file is `head[:n] + rest`, so the caller can copy the kept bytes
+    file to file. Both must have the same schema (the caller writes `tail` with the same writer
+    settings as `head`); the rest of the footer (key-value metadata, writer) comes from `tail`.
+    The kept row groups' footer entries are copied as they are; only the tail's are decoded.
     """
-    head_footer, tail_footer = read_footer(head), read_footer(tail)
-    kept = _row_groups(head_footer)[:keep]
+    spans = _row_group_spans(head)
+    tail_footer = read_footer(tail)
     added = _row_groups(tail_footer)
-    if len(kept) != keep or not added:
+    if not 0 < keep <= len(spans) or not added:
         raise SpliceError("not enough row groups")
-    if _get(head_footer, 2) != _get(tail_footer, 2):
+    head_schema = _read_value(head, _schema_start(head), _LIST)[0]
+    if head_schema != _get(tail_footer, 2):
         raise SpliceError("the files have different schemas")
-    kept_end, tail_end = _contiguous_end(kept), _contiguous_end(added)
+    # The kept groups run back to back from byte 4 (one writer, no page index: checked on the
+    # first and the last of them; every group of a file is written with the same properties).
+    first, _ = _read_struct(head, spans[0][0])
+    last, _ = _read_struct(head, spans[keep - 1][0])
+    if _chunk_span(_columns(first)[0])[0] != len(MAGIC):
+        raise SpliceError("the first row group does not start the file")
+    kept_end = _contiguous_end_from(last)
+    kept_rows = sum(_row_group_rows(head, span) for span in spans[:keep])
+    tail_end = _contiguous_end(added)
     delta = kept_end - len(MAGIC)
     for i, row_group in enumerate(added):
         _shift(row_group, delta, keep + i)
-    _set(tail_footer, 3, sum(int(_get(rg, 3)) for rg in kept + added))  # type: ignore[arg-type]
-    _set(tail_footer, 4, (_STRUCT, kept + added))
+    # The footer: the tail's fields, its row groups after the kept ones' original bytes.
+    _set(tail_footer, 3, kept_rows + sum(int(_get(rg, 3)) for rg in added))  # type: ignore[arg-type]
     footer = bytearray()
-    _write_struct(footer, tail_footer)
-    return b"".join([head[:kept_end], tail[len(MAGIC):tail_end], bytes(footer), struct.pack("<I", len(footer)), MAGIC])
+    last_fid = 0
+    for fid, kind, value in tail_footer:
+        _field_header(footer, fid, last_fid, kind, value)
+        if fid == 4:
+            count = keep + len(added)
+            if count < 15:
+                footer.append(count << 4 | _STRUCT)
+            else:
+                footer.append(0xF0 | _STRUCT)
+                _put_varint(footer, count)
+            for lo, hi in spans[:keep]:
+                footer += head[lo:hi]
+            for row_group in added:
+                _write_struct(footer, row_group)
+        elif kind not in (_TRUE, _FALSE):
+            _write_value(footer, kind, value)
+        last_fid = fid
+    footer.append(0)
+    rest = b"".join([tail[len(MAGIC):tail_end], bytes(footer), struct.pack("<I", len(footer)), MAGIC])
+    return kept_end, rest
 
 
-def splice_files(head: Path, keep: int, tail: Path) -> bytes:
-    return splice(Path(head).read_bytes(), keep, Path(tail).read_bytes())
+def _schema_start(data: bytes) -> int:
+    """Where FileMetaData's field 2 (schema list) value starts; pyarrow writes version (1) then schema (2) first."""
+    pos = len(data) - 8 - struct.unpack("<I", data[-8:-4])[0]
+    head = data[pos]
+    if head >> 4 != 1 or head & 0x0F != _I32:
+        raise SpliceError("unexpected footer layout")
+    pos = _skip(data, pos + 1, _I32)
+    if data[pos] != (1 << 4 | _LIST):
+        raise SpliceError("unexpected footer layout")
+    return pos + 1
+
+
+def _row_group_rows(data: bytes, span: tuple[int, int]) -> int:
+    """RowGroup.num_rows (field 3) of the row group at `span`, reading only up to it."""
+    pos, last = span[0], 0
+    while True:
+        head = data[pos]
+        pos += 1
+        if head == 0:
+            raise SpliceError("a row group without num_rows")
+        kind, delta = head & 0x0F, head >> 4
+        fid = last + delta if delta else None
+        if fid is None:
+            raw, pos = _varint(data, pos)
+            fid = _zigzag(raw)
+        if fid == 3:
+            return int(_read_value(data, pos, kind)[0])  # type: ignore[arg-type]
+        if kind not in (_TRUE, _FALSE):
+            pos = _skip(data, pos, kind)
+        last = fid
+
+
+def _contiguous_end_from(row_group: Struct) -> int:
+    """Where a row group's column chunks end, checking they are back to back."""
+    chunks = [_chunk_span(chunk) for chunk in _columns(row_group)]
+    for (_, end), (start, _) in zip(chunks[:-1], chunks[1:]):
+        if start != end:
+            raise SpliceError("column chunks are not back to back")
+    return chunks[-1][1]
+
+
+def splice(head: bytes, keep: int, tail: bytes) -> bytes:
+    """`splice_plan` as one bytes object."""
+    kept_end, rest = splice_plan(head, keep, tail)
+    return head[:kept_end] + rest
+
+
+def footer_only(path: Path) -> bytes:
+    """A Parquet file's footer framed as a file (`PAR1` + footer + length + `PAR1`): all `splice_plan` reads of the head."""
+    with open(path, "rb") as f:
+        f.seek(-8, os.SEEK_END)
+        tail = f.read(8)
+        if tail[4:] != MAGIC:
+            raise SpliceError("not a Parquet file")
+        size = struct.unpack("<I", tail[:4])[0]
+        f.seek(-8 - size, os.SEEK_END)
+        return MAGIC + f.read(size) + tail
+
+
+def write_spliced(head: Path, kept_end: int, rest: bytes, out: Path) -> None:
+    """Write `head[:kept_end] + rest` to `out` (a new file), the kept bytes copied by the kernel where it can."""
+    with open(head, "rb") as src, open(out, "wb") as dst:
+        left, offset = kept_end, 0
+        copy_range = getattr(os, "copy_file_range", None)
+        while left and copy_range is not None:
+            try:
+                done = copy_range(src.fileno(), dst.fileno(), left, offset, offset)
+            except OSError:
+                break  # another file system, an old kernel: copy below
+            if not done:
+                break
+            left, offset = left - done, offset + done
+        if left:
+            src.seek(offset)
+            dst.seek(offset)
+            while left:
+                block = src.read(min(left, 1 << 22))
+                if not block:
+                    raise SpliceError(f"{head} is shorter than its footer says")
+                dst.write(block)
+                left -= len(block)
+        dst.seek(kept_end)
+        dst.write(rest)

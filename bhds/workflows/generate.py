@@ -307,6 +307,7 @@ def kline_type(settings: Settings, *, trade_type, time_interval, split_gaps, min
         summary.changed = True
         if extended:
             summary.notes["extended"] = extended
+            log.info("%d symbols extended by their changed months (the earlier ones kept as they were)", extended)
         record.save(units)
     return summary
 
