@@ -1,4 +1,4 @@
-"""`python bench/daily_generate.py [--data DIR] [--rounds 3]`: the daily cron case of `generate kline-type`.
+"""`python bench/daily_generate.py [--data DIR] [--rounds 3] [--copies 1]`: the daily cron case of `generate kline-type`.
 
 A daily run finds one new day per symbol: parse rewrites each symbol's current month, and
 `generate kline-type` extends each latest result file by that month instead of re-encoding its
@@ -45,11 +45,23 @@ def _default_data() -> Path:
     return found[-1]
 
 
-def _copy_inputs(source: Path, work: Path) -> list[Path]:
-    """Parsed 1m partitions and the archive folders that list the symbols; the last partition of each symbol."""
-    shutil.copytree(source / PARSED, work / PARSED)
-    for symbol_dir in (source / PARSED).iterdir():
-        (work / "aws_data/data/spot/daily/klines" / symbol_dir.name / "1m").mkdir(parents=True, exist_ok=True)
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _copy_inputs(source: Path, work: Path, copies: int = 1) -> list[Path]:
+    """Parsed 1m partitions (hard links) and the archive folders that list the symbols; the last partition of each symbol.
+
+    With `copies` > 1 every symbol appears that many times (`X<k><SYMBOL>`), for per-symbol costs.
+    """
+    for k in range(copies):
+        for symbol_dir in sorted((source / PARSED).iterdir()):
+            name = symbol_dir.name if k == 0 else f"X{k}{symbol_dir.name}"
+            shutil.copytree(symbol_dir, work / PARSED / name, copy_function=_link_or_copy)
+            (work / "aws_data/data/spot/daily/klines" / name / "1m").mkdir(parents=True, exist_ok=True)
     return [sorted((d / "1m").glob("*.pqt"))[-1] for d in sorted((work / PARSED).iterdir())]
 
 
@@ -80,10 +92,10 @@ def _files(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.glob("*.pqt"))}
 
 
-def one_round(source: Path) -> tuple[Measurement, Measurement, int, str]:
+def one_round(source: Path, copies: int) -> tuple[Measurement, Measurement, int, str]:
     with tempfile.TemporaryDirectory(prefix="bhds-daily-") as tmp:
         data = Path(tmp) / "crypto_data" / "binance_data"
-        lasts = _copy_inputs(source, data)
+        lasts = _copy_inputs(source, data, copies)
         kept = Path(tmp) / "new-days"
         kept.mkdir()
         for i, partition in enumerate(lasts):
@@ -107,12 +119,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=None, help="a binance_data folder with parsed spot 1m klines")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--copies", type=int, default=1, help="each symbol this many times (more symbols, same data)")
     args = parser.parse_args()
     source = args.data or _default_data()
     dailies, fulls = [], []
     symbols, extended = 0, "0"
     for r in range(args.rounds):
-        daily, full, symbols, extended = one_round(source)
+        daily, full, symbols, extended = one_round(source, args.copies)
         dailies.append(daily)
         fulls.append(full)
         print(f"round {r + 1}: daily {daily.wall:.2f} s (cpu {daily.cpu:.2f}), full {full.wall:.2f} s (cpu {full.cpu:.2f})", file=sys.stderr)
