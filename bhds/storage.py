@@ -136,8 +136,6 @@ def _has_page_rows_option() -> bool:
 
 def numeric_write_options(schema: pa.Schema) -> dict[str, object]:
     """The `pq.write_table` / `pq.ParquetWriter` options of `write_table_numeric`."""
-    import pyarrow.parquet as pq  # noqa: F811 - on first use, see __getattr__
-
     options: dict[str, object] = dict(compression=PARQUET_COMPRESSION, compression_level=NUMERIC_COMPRESSION_LEVEL,
                                       use_dictionary=False, column_encoding=numeric_encodings(schema))
     if _has_page_rows_option():  # pyarrow 20+

@@ -47,6 +47,28 @@ def _zigzag(n: int) -> int:
     return (n >> 1) ^ -(n & 1)
 
 
+def _list_header(data: bytes, pos: int) -> tuple[int, int, int]:
+    """(size, element type, position after) of a list or set header."""
+    head = data[pos]
+    size, elem = head >> 4, head & 0x0F
+    if size == 15:
+        size, pos = _varint(data, pos + 1)
+        return size, elem, pos
+    return size, elem, pos + 1
+
+
+def _field_header(data: bytes, pos: int, last: int) -> tuple[int, int, int] | None:
+    """(field id, type, position after) of a struct's next field header; None at its end."""
+    head = data[pos]
+    if head == 0:
+        return None
+    kind, delta = head & 0x0F, head >> 4
+    if delta:
+        return last + delta, kind, pos + 1
+    raw, pos = _varint(data, pos + 1)
+    return _zigzag(raw), kind, pos
+
+
 def _read_value(data: bytes, pos: int, kind: int) -> tuple[object, int]:
     if kind in (_TRUE, _FALSE):  # only inside lists (a field carries its bool in the type)
         return data[pos], pos + 1
@@ -61,11 +83,7 @@ def _read_value(data: bytes, pos: int, kind: int) -> tuple[object, int]:
         size, pos = _varint(data, pos)
         return data[pos:pos + size], pos + size
     if kind in (_LIST, _SET):
-        head = data[pos]
-        pos += 1
-        size, elem = head >> 4, head & 0x0F
-        if size == 15:
-            size, pos = _varint(data, pos)
+        size, elem, pos = _list_header(data, pos)
         items = []
         for _ in range(size):
             item, pos = _read_value(data, pos, elem)
@@ -80,16 +98,10 @@ def _read_struct(data: bytes, pos: int) -> tuple[Struct, int]:
     fields: Struct = []
     last = 0
     while True:
-        head = data[pos]
-        pos += 1
-        if head == 0:
-            return fields, pos
-        kind, delta = head & 0x0F, head >> 4
-        if delta:
-            fid = last + delta
-        else:
-            raw, pos = _varint(data, pos)
-            fid = _zigzag(raw)
+        header = _field_header(data, pos, last)
+        if header is None:
+            return fields, pos + 1
+        fid, kind, pos = header
         if kind in (_TRUE, _FALSE):
             value: object = kind == _TRUE
         else:
@@ -134,7 +146,7 @@ def _write_value(out: bytearray, kind: int, value: object) -> None:
         raise SpliceError(f"unsupported Thrift type {kind}")
 
 
-def _field_header(out: bytearray, fid: int, last: int, kind: int, value: object) -> None:
+def _put_field_header(out: bytearray, fid: int, last: int, kind: int, value: object) -> None:
     wire = (_TRUE if value else _FALSE) if kind in (_TRUE, _FALSE) else kind
     if 0 < fid - last <= 15:
         out.append((fid - last) << 4 | wire)
@@ -146,7 +158,7 @@ def _field_header(out: bytearray, fid: int, last: int, kind: int, value: object)
 def _write_struct(out: bytearray, fields: Struct) -> None:
     last = 0
     for fid, kind, value in fields:
-        _field_header(out, fid, last, kind, value)
+        _put_field_header(out, fid, last, kind, value)
         if kind not in (_TRUE, _FALSE):
             _write_value(out, kind, value)
         last = fid
@@ -242,11 +254,7 @@ def _skip(data: bytes, pos: int, kind: int) -> int:
         size, pos = _varint(data, pos)
         return pos + size
     if kind in (_LIST, _SET):
-        head = data[pos]
-        pos += 1
-        size, elem = head >> 4, head & 0x0F
-        if size == 15:
-            size, pos = _varint(data, pos)
+        size, elem, pos = _list_header(data, pos)
         for _ in range(size):
             pos = _skip(data, pos, elem)
         return pos
@@ -271,23 +279,12 @@ def _row_group_spans(data: bytes) -> list[tuple[int, int]]:
     spans: list[tuple[int, int]] = []
     last = 0
     while True:
-        head = data[pos]
-        pos += 1
-        if head == 0:
+        header = _field_header(data, pos, last)
+        if header is None:
             return spans
-        kind, delta = head & 0x0F, head >> 4
-        if delta:
-            fid = last + delta
-        else:
-            raw, pos = _varint(data, pos)
-            fid = _zigzag(raw)
-        last = fid
-        if fid == 4 and kind == _LIST:
-            elem_head = data[pos]
-            pos += 1
-            size = elem_head >> 4
-            if size == 15:
-                size, pos = _varint(data, pos)
+        last, kind, pos = header
+        if last == 4 and kind == _LIST:
+            size, _elem, pos = _list_header(data, pos)
             for _ in range(size):
                 end = _skip(data, pos, _STRUCT)
                 spans.append((pos, end))
@@ -329,7 +326,7 @@ def splice_plan(head: bytes, keep: int, tail: bytes) -> tuple[int, bytes]:
     footer = bytearray()
     last_fid = 0
     for fid, kind, value in tail_footer:
-        _field_header(footer, fid, last_fid, kind, value)
+        _put_field_header(footer, fid, last_fid, kind, value)
         if fid == 4:
             count = keep + len(added)
             if count < 15:
@@ -365,20 +362,14 @@ def _row_group_rows(data: bytes, span: tuple[int, int]) -> int:
     """RowGroup.num_rows (field 3) of the row group at `span`, reading only up to it."""
     pos, last = span[0], 0
     while True:
-        head = data[pos]
-        pos += 1
-        if head == 0:
+        header = _field_header(data, pos, last)
+        if header is None:
             raise SpliceError("a row group without num_rows")
-        kind, delta = head & 0x0F, head >> 4
-        fid = last + delta if delta else None
-        if fid is None:
-            raw, pos = _varint(data, pos)
-            fid = _zigzag(raw)
-        if fid == 3:
+        last, kind, pos = header
+        if last == 3:
             return int(_read_value(data, pos, kind)[0])  # type: ignore[arg-type]
         if kind not in (_TRUE, _FALSE):
             pos = _skip(data, pos, kind)
-        last = fid
 
 
 def _contiguous_end_from(row_group: Struct) -> int:

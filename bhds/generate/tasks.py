@@ -14,8 +14,8 @@ import pyarrow as pa
 
 from bhds import storage
 from bhds.errors import DataError
-from bhds.generate.builds import FORMAT
 from bhds.generate import frame
+from bhds.generate.builds import FORMAT
 from bhds.generate.frame import FUNDING, TIME, Columns
 from bhds.generate.funding import funding_on_grid, funding_series
 from bhds.generate.gaps import fill, gap_starts, segment_names, segments
