@@ -115,7 +115,7 @@ def test_one_changed_partition_rebuilds_that_symbol_and_its_resamples_only(tmp_p
     t = steps("2024-02-01", "2024-02-03")
     write_archive(layout, SPOT, "ETHUSDT", "1m", klines(t, np.where(t < ms("2024-02-02"), 151.0, 152.0), seed=1))
     summary = kline_type(tmp_path)
-    assert (summary.files, summary.notes) == (1, {"unchanged": 2})
+    assert (summary.files, summary.notes) == (1, {"unchanged": 2, "extended": 1})  # January kept, February re-encoded
     middle = snapshot(results)
     assert rewritten(before, middle) == {"spot/klines/1m/ETHUSDT.pqt"}
     summary = resample_type(tmp_path)

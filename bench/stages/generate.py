@@ -181,14 +181,13 @@ def _bare_kline(task: tuple[list[str], str]) -> int:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from bhds.storage import NUMERIC_COMPRESSION_LEVEL, numeric_encodings
+    from bhds.storage import numeric_write_options
 
     pa.set_cpu_count(1)
     paths, out = task
     table = pa.concat_tables([pq.read_table(p) for p in paths])
     table = table.append_column("avg", pc.divide(table["quote_volume"], table["volume"]))
-    pq.write_table(table, out, compression="zstd", compression_level=NUMERIC_COMPRESSION_LEVEL, use_dictionary=False,
-                   column_encoding=numeric_encodings(table.schema))
+    pq.write_table(table, out, **numeric_write_options(table.schema))
     return table.num_rows
 
 

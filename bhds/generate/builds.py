@@ -63,6 +63,7 @@ class Unit:
 
     digest: str
     outputs: dict[str, FileStat] = field(default_factory=dict)
+    inputs: dict | None = None  # what the unit's latest output was built from, file by file (see `generate.extend`)
 
 
 def tree_files(root: Path) -> set[str]:
@@ -100,8 +101,8 @@ class BuildRecord:
             raw = json.loads(path.read_text())
             if raw.get("format") != FORMAT:
                 return cls(path)
-            units = {key: Unit(value["digest"], {name: tuple(stat) for name, stat in value["outputs"].items()})  # type: ignore[misc]
-                     for key, value in raw["units"].items()}
+            units = {key: Unit(value["digest"], {name: tuple(stat) for name, stat in value["outputs"].items()},  # type: ignore[misc]
+                               value.get("inputs")) for key, value in raw["units"].items()}
         except FileNotFoundError:
             return cls(path)
         except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
@@ -118,7 +119,15 @@ class BuildRecord:
             return None
         return unit
 
+    def untouched(self, key: str, tree: Path) -> Unit | None:
+        """The recorded unit, whatever its inputs now, when every file it wrote is still in `tree` as written."""
+        unit = self.units.get(key)
+        if unit is None or not unit.outputs or any(file_stat(tree / name) != stat for name, stat in unit.outputs.items()):
+            return None
+        return unit
+
     def save(self, units: dict[str, Unit]) -> None:
-        raw = {"format": FORMAT, "units": {key: {"digest": u.digest, "outputs": u.outputs} for key, u in sorted(units.items())}}
+        raw = {"format": FORMAT, "units": {key: {"digest": u.digest, "outputs": u.outputs, **({"inputs": u.inputs} if u.inputs else {})}
+                                           for key, u in sorted(units.items())}}
         storage.write_bytes(json.dumps(raw, separators=(",", ":")).encode(), self.path)
         self.units = units

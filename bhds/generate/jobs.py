@@ -32,6 +32,11 @@ class KlineJob:
     with_vwap: bool = True
     with_funding_rates: bool = True
     contract_size: float | None = None  # COIN-M only
+    # The symbol's files (names without suffix) in `previous_dir` as the last run wrote them,
+    # untouched since: the latest one may then be extended rather than rebuilt.
+    previous: tuple[str, ...] = ()
+    previous_dir: Path | None = None
+    previous_inputs: dict | None = None  # the `TaskResult.inputs` of that build
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,8 @@ class TaskResult:
     rows: int = 0
     bytes: int = 0
     skipped: bool = False
+    extended: bool = False  # the latest file kept its past months and got only the changed ones
+    inputs: dict | None = None  # what the files were built from (`tasks.inputs_record`), for the next run's `extend`
 
 
 def run_kline_job(job: KlineJob) -> TaskResult:

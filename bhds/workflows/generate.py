@@ -167,6 +167,8 @@ def _keep_if_identical(previous: Path, rebuilt: Path) -> None:
     stay the same files, so `resample-type` sees them unchanged.
     """
     try:
+        if previous.samefile(rebuilt):  # carried over as a link already
+            return
         if previous.stat().st_size == rebuilt.stat().st_size and filecmp.cmp(previous, rebuilt, shallow=False):
             storage.link_or_copy(previous, rebuilt)
     except FileNotFoundError:
@@ -184,9 +186,14 @@ def _record_path(layout: Layout, stage: str) -> Path:
 
 # ---- generate kline / kline-type ----
 
-def _kline_job(layout: Layout, trade_type: TradeType, interval: str, symbol: str, out_dir: Path, sizes: dict[str, float], **options: object) -> KlineJob:
+def _kline_job(layout: Layout, trade_type: TradeType, interval: str, symbol: str, out_dir: Path, sizes: dict[str, float],
+               previous: Unit | None = None, previous_dir: Path | None = None, **options: object) -> KlineJob:
+    """The job of one symbol; `previous` (its last build, files untouched in `previous_dir`) lets it extend rather than rebuild."""
+    usable = previous is not None and previous.inputs is not None and previous_dir is not None
+    names = tuple(_stem(Path(name)) for name in previous.outputs) if usable else ()  # type: ignore[union-attr]
     return KlineJob(data_dir=layout.root, trade_type=trade_type, interval=interval, symbol=symbol, out_dir=out_dir,
-                    contract_size=sizes.get(symbol), **options)  # type: ignore[arg-type]
+                    contract_size=sizes.get(symbol), previous=names, previous_dir=previous_dir if usable else None,
+                    previous_inputs=previous.inputs if usable else None, **options)  # type: ignore[arg-type, union-attr]
 
 
 def _log_options(split_gaps: bool, min_days: int, min_price_chg: float, with_vwap: bool, with_funding_rates: bool) -> None:
@@ -209,7 +216,11 @@ def kline(settings: Settings, *, trade_type, time_interval, symbol, split_gaps, 
         storage.recover_dir(target)
         sizes = _contract_sizes(layout, trade_type, [symbol], with_vwap)
         unit_digest = _kline_digest(layout, trade_type, time_interval, symbol, sizes.get(symbol), options)  # before the inputs are read
-        result = run_kline_job(_kline_job(layout, trade_type, time_interval, symbol, target, sizes, **options))
+        record = BuildRecord.load(_record_path(layout, _kline_stage(trade_type, time_interval)))
+        previous = record.untouched(symbol, target)
+        result = run_kline_job(_kline_job(layout, trade_type, time_interval, symbol, target, sizes, previous, target, **options))
+        if result.extended:
+            summary.notes["extended"] = 1
         if result.skipped:
             log.warning("no parsed archive klines for %s %s %s: nothing generated (run aws_kline parse first)", symbol, trade_type.value, time_interval)
         else:
@@ -219,8 +230,7 @@ def kline(settings: Settings, *, trade_type, time_interval, symbol, split_gaps, 
             if stale:
                 log.info("removed stale segments of %s: %s", symbol, ", ".join(_stem(p) for p in stale))
             # So that `kline-type` with the same options need not build this symbol again.
-            record = BuildRecord.load(_record_path(layout, _kline_stage(trade_type, time_interval)))
-            record.save({**record.units, symbol: Unit(unit_digest, outputs_of(target, [parquet_in(target, n).name for n in result.files]))})
+            record.save({**record.units, symbol: Unit(unit_digest, outputs_of(target, [parquet_in(target, n).name for n in result.files]), result.inputs)})
         _count(summary, result)
     return summary
 
@@ -269,16 +279,21 @@ def kline_type(settings: Settings, *, trade_type, time_interval, split_gaps, min
             return summary
         log.info("%d symbols to build, %d unchanged", len(todo), len(units))
 
+        extended = 0
+
         def build(staging: Path) -> None:
+            nonlocal extended
             _link_outputs(list(units.values()), target, staging)
             by_size = _largest_first(todo, lambda s: list_files(layout.parsed_kline_dir(trade_type, s, time_interval), PARQUET_SUFFIX))
-            jobs = [_kline_job(layout, trade_type, time_interval, s, staging, sizes, **options) for s in by_size]
+            jobs = [_kline_job(layout, trade_type, time_interval, s, staging, sizes, record.untouched(s, target), target, **options)
+                    for s in by_size]
             done, failed = _run_all(run_kline_job, jobs, lambda j: j.symbol, settings, summary)
             for job, result in done:
+                extended += result.extended
                 names = [parquet_in(staging, n).name for n in result.files]
                 for name in names:
                     _keep_if_identical(target / name, staging / name)
-                units[job.symbol] = Unit(digests[job.symbol], outputs_of(staging, names))
+                units[job.symbol] = Unit(digests[job.symbol], outputs_of(staging, names), result.inputs)
             for job in failed:
                 kept = _symbol_files(target, job.symbol)
                 for path in kept:
@@ -290,6 +305,9 @@ def kline_type(settings: Settings, *, trade_type, time_interval, split_gaps, min
 
         _build_and_swap(target, build)
         summary.changed = True
+        if extended:
+            summary.notes["extended"] = extended
+            log.info("%d symbols extended by their changed months (the earlier ones kept as they were)", extended)
         record.save(units)
     return summary
 
