@@ -2,6 +2,10 @@
 
 One failing item is returned as its exception, never aborting the others (the legacy tool lost
 every running task when one failed). With one job everything runs in-process.
+
+Inside `executor(settings)` with a Dask scheduler set (--scheduler, DASK_SCHEDULER_ADDRESS), every
+item runs as a Dask task instead (`bhds.cluster`), with the same isolation and bounded in-flight work;
+without one the pool below runs exactly as before.
 """
 
 from __future__ import annotations
@@ -10,9 +14,12 @@ import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
+    from bhds.cluster import DaskExecutor
+    from bhds.settings import Settings
     from bhds.types import RunSummary
 
 T = TypeVar("T")
@@ -34,11 +41,38 @@ def _init_worker() -> None:
         pass
 
 
+_dask: DaskExecutor | None = None  # the running command's Dask connection, if it asked for one
+
+
+@contextmanager
+def executor(settings: Settings) -> Iterator[None]:
+    """Run the enclosed command's per-item work on `settings.scheduler` (Dask) if set, else on the pool.
+
+    The Dask connection (or `local:N` cluster) opens at the first item and closes on the way out.
+    """
+    global _dask
+    if settings.scheduler is None:
+        yield
+        return
+    from bhds.cluster import DaskExecutor
+
+    _dask = DaskExecutor(settings.scheduler)
+    try:
+        yield
+    finally:
+        dask, _dask = _dask, None
+        dask.close()
+
+
 def imap_isolated(func: Callable[[T], R], items: Iterable[T], n_jobs: int, *, max_pending: int | None = None) -> Iterator[tuple[T, R | BaseException]]:
     """Yield `(item, result_or_exception)` as items finish, on up to `n_jobs` processes.
 
-    At most `max_pending` items are in flight (default 2 × n_jobs), which bounds memory.
+    At most `max_pending` items are in flight (default 2 × n_jobs), which bounds memory. Under a
+    Dask scheduler every item is a task, whatever `n_jobs`: the cluster, not this machine, sizes the work.
     """
+    if _dask is not None:
+        yield from _dask.imap(func, items, max_pending=max_pending)
+        return
     items = list(items)
     if n_jobs <= 1 or len(items) <= 1:
         for item in items:

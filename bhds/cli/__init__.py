@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from bhds.cli.options import OrderedGroup
+from bhds.cli.options import SCHEDULER_KEY, OrderedGroup
 from bhds.cli.runrecord import note_summary, recorded
 
 if TYPE_CHECKING:
@@ -97,19 +97,22 @@ def dispatch(target: str, *, emits_data: bool = False, **kwargs: Any) -> None:
 
 
 def _run(ctx: click.Context, target: str, kwargs: dict[str, Any]) -> RunSummary:
-    from bhds.settings import check_proxy, load_settings
+    from bhds.settings import check_proxy, check_scheduler, load_settings
 
     settings = load_settings(debug=bool(ctx.find_root().params.get("debug")))
     proxy = kwargs.pop("http_proxy", None)
     concurrency = kwargs.pop("concurrency", None)
-    settings = settings.with_overrides(http_proxy=check_proxy(proxy), concurrency=concurrency)
+    scheduler = check_scheduler(ctx.meta.get(SCHEDULER_KEY))  # --scheduler, on the commands that take it
+    settings = settings.with_overrides(http_proxy=check_proxy(proxy), concurrency=concurrency, scheduler=scheduler)
 
+    from bhds.parallel import executor
     from bhds.progress import setup_logging
 
     setup_logging(settings.debug)
     module_name, func_name = target.split(":")
     func = getattr(importlib.import_module(f"bhds.workflows.{module_name}"), func_name)
-    return func(settings, **kwargs)
+    with executor(settings):
+        return func(settings, **kwargs)
 
 
 def _stop_reason(exc: BaseException) -> str:

@@ -62,6 +62,7 @@ def verify_type_all(trade_type: str) -> None:
 @group.command()
 @opt.trade_type()
 @opt.symbols()
+@opt.scheduler
 def parse(trade_type: str, symbols: tuple[str, ...]) -> None:
     """Parse Binance funding rates for specific symbols"""
     dispatch("parse:funding_parse", trade_type=TradeType(trade_type), symbols=list(symbols))
@@ -69,6 +70,7 @@ def parse(trade_type: str, symbols: tuple[str, ...]) -> None:
 
 @group.command("parse-type-all")
 @opt.trade_type()
+@opt.scheduler
 def parse_type_all(trade_type: str) -> None:
     """Parse Binance funding rates for all symbols with the given trade type"""
     dispatch("parse:funding_parse_type_all", trade_type=TradeType(trade_type))

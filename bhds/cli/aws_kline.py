@@ -85,6 +85,7 @@ def verify_type_all(trade_type: str, time_intervals: tuple[str, ...]) -> None:
 @opt.time_interval()
 @opt.symbols()
 @opt.force_update
+@opt.scheduler
 def parse(trade_type: str, time_interval: str, symbols: tuple[str, ...], force_update: bool) -> None:
     """Parse Binance Klines to Polars DataFrame and Save in Parquet Format"""
     dispatch("parse:kline_parse", trade_type=TradeType(trade_type), time_interval=time_interval, symbols=list(symbols),
@@ -95,6 +96,7 @@ def parse(trade_type: str, time_interval: str, symbols: tuple[str, ...], force_u
 @opt.trade_type()
 @opt.time_intervals()
 @opt.force_update
+@opt.scheduler
 def parse_type_all(trade_type: str, time_intervals: tuple[str, ...], force_update: bool) -> None:
     """Parse Binance Klines for all symbols with the given trade type and time intervals"""
     dispatch("parse:kline_parse_type_all", trade_type=TradeType(trade_type), time_intervals=list(time_intervals),
