@@ -75,7 +75,7 @@ class DaskExecutor:
             workers = int(self.scheduler[len(LOCAL_PREFIX):])
             log.info("starting a local Dask cluster of %d worker process(es)", workers)
             self._cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                         dashboard_address=None, silence_logs=logging.ERROR)
+                                         dashboard_address=":0", silence_logs=logging.ERROR)
             return Client(self._cluster)
         try:
             client = Client(self.scheduler, timeout=CONNECT_TIMEOUT)

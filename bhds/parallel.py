@@ -64,6 +64,11 @@ def executor(settings: Settings) -> Iterator[None]:
         dask.close()
 
 
+def on_dask() -> bool:
+    """Whether the running command sends its per-item work to a Dask scheduler."""
+    return _dask is not None
+
+
 def imap_isolated(func: Callable[[T], R], items: Iterable[T], n_jobs: int, *, max_pending: int | None = None) -> Iterator[tuple[T, R | BaseException]]:
     """Yield `(item, result_or_exception)` as items finish, on up to `n_jobs` processes.
 

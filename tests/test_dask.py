@@ -38,7 +38,7 @@ TASK_PREFIX = "_on_worker-"  # the key of every task bhds submits (bhds.cluster)
 @pytest.fixture(scope="module")
 def cluster():
     """A real scheduler with two worker processes of one thread each, and a client to watch it."""
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as local, \
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as local, \
             Client(local) as client:
         yield local, client
 
@@ -95,6 +95,31 @@ def test_stages_on_the_scheduler_of_dask_scheduler_address_equal_the_pool(verifi
     expected = digests(pool)
     assert len([name for name in expected if name.startswith("results_data/spot/resampled_klines")]) > 10
     assert digests(on_dask) == expected
+
+
+def test_verify_on_the_scheduler_equals_the_pool(verified, cluster, tmp_path: Path) -> None:
+    base, env = verified
+    _, client = cluster
+    trees = {}
+    for name in ("pool", "dask"):
+        root = copy_of(base, tmp_path / name)
+        mirror = root / "binance_data" / "aws_data"
+        for marker in mirror.rglob("*.verified"):
+            marker.unlink()
+        bad = sorted(mirror.rglob("BTCUSDT-1m-*.zip"))[3]
+        bad.write_bytes(b"PK\x03\x04 not the published bytes")
+        changes = {"CRYPTO_BASE_DIR": str(root)}
+        if name == "dask":
+            changes["DASK_SCHEDULER_ADDRESS"] = cluster[0].scheduler_address
+        with get_task_stream(client) as stream:
+            proc = bhds(["aws_kline", "verify-type-all", "spot", "1m"], env, **changes)
+        assert proc.returncode == 3 and f"{bad.name}: " in proc.stderr, proc.stderr[-2000:]
+        on_cluster = [record for record in stream.data if str(record["key"]).startswith(TASK_PREFIX)]
+        assert bool(on_cluster) == (name == "dask")
+        trees[name] = sorted(str(p.relative_to(mirror)) for p in mirror.rglob("*") if p.is_file())
+        assert not bad.exists() and bad.name + ".verified" not in {Path(p).name for p in trees[name]}
+    assert trees["dask"] == trees["pool"]
+    assert sum(name.endswith(".verified") for name in trees["dask"]) > 50
 
 
 def test_scheduler_local_n_starts_and_closes_its_own_cluster(verified, tmp_path: Path) -> None:

@@ -68,6 +68,7 @@ def download(market: str, dataset: str, symbols: tuple[str, ...], **options: Any
 @_dataset()
 @opt.argument("symbols", "Symbols to verify [default: every symbol downloaded]", nargs=-1)
 @_interval
+@opt.scheduler
 def verify(market: str, dataset: str, symbols: tuple[str, ...], interval: str | None) -> None:
     """Check the downloaded zips of a dataset against their CHECKSUMs; delete the bad ones."""
     dispatch("archive:archive_verify", market=market, dataset=dataset, symbols=list(symbols), interval=interval)

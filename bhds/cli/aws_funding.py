@@ -47,6 +47,7 @@ def download_cm_futures(contract_type: str, http_proxy: str | None, concurrency:
 @group.command()
 @opt.trade_type()
 @opt.symbols()
+@opt.scheduler
 def verify(trade_type: str, symbols: tuple[str, ...]) -> None:
     """Verify Binance funding rates for specific symbols from AWS data center"""
     dispatch("archive:funding_verify", trade_type=TradeType(trade_type), symbols=list(symbols))
@@ -54,6 +55,7 @@ def verify(trade_type: str, symbols: tuple[str, ...]) -> None:
 
 @group.command("verify-type-all")
 @opt.trade_type()
+@opt.scheduler
 def verify_type_all(trade_type: str) -> None:
     """Verify Binance funding rates for all symbols with the given trade type"""
     dispatch("archive:funding_verify_type_all", trade_type=TradeType(trade_type))
