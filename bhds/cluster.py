@@ -24,6 +24,15 @@ LOCAL_PREFIX = "local:"
 CONNECT_TIMEOUT = "20s"  # how long to wait for a remote scheduler before giving up with one line
 INSTALL_HINT = "pip install 'bhds[dask]'"
 
+# The workers of a `local:N` cluster run like the pool's. Dask's nanny sets MALLOC_TRIM_THRESHOLD_
+# in its workers, which turns off glibc's adaptive mmap threshold: every large pandas/pyarrow buffer
+# is then mmapped and unmapped afresh, +40 % CPU on parse (bench/dask_overhead.py). Its statistical
+# profiler only feeds the dashboard, which a `local:N` cluster does not serve.
+LOCAL_WORKER_CONFIG = {
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+    "distributed.worker.profile.enabled": False,
+}
+
 log = logging.getLogger("bhds")
 
 _worker_ready = False  # per worker process: thread limits applied once
@@ -72,10 +81,17 @@ class DaskExecutor:
         from distributed import Client, LocalCluster
 
         if self.scheduler.startswith(LOCAL_PREFIX):
+            import dask
+
             workers = int(self.scheduler[len(LOCAL_PREFIX):])
             log.info("starting a local Dask cluster of %d worker process(es)", workers)
-            self._cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                         dashboard_address=":0", silence_logs=logging.ERROR)
+            try:
+                with dask.config.set(LOCAL_WORKER_CONFIG):
+                    self._cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                                 dashboard_address=":0", silence_logs=logging.ERROR)
+            except (OSError, RuntimeError) as exc:
+                raise ConfigError(f"could not start a local Dask cluster of {workers} worker(s) ({exc}): "
+                                  "run without --scheduler to use the process pool") from None
             return Client(self._cluster)
         try:
             client = Client(self.scheduler, timeout=CONNECT_TIMEOUT)
@@ -131,7 +147,7 @@ class DaskExecutor:
                 elif future.status == "cancelled":
                     outcome = RuntimeError("the Dask scheduler cancelled this task (was the cluster shut down?)")
                 else:
-                    outcome = future.exception()
+                    outcome = _one_line(future.exception())
                 future.release()
                 yield item, outcome
                 nxt = next(queue, _END)
@@ -144,3 +160,16 @@ class DaskExecutor:
 
 
 _END: Any = object()
+
+
+class TaskError(Exception):
+    """A task's error whose message spanned lines (Dask's own are paragraphs), told on one line."""
+
+
+def _one_line(exc: BaseException) -> BaseException:
+    message = str(exc)
+    if "\n" not in message:
+        return exc
+    folded = TaskError(f"{type(exc).__name__}: {' '.join(message.split())}")
+    folded.__cause__ = exc
+    return folded

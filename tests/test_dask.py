@@ -24,7 +24,8 @@ from bhds.parallel import executor, imap_isolated
 from bhds.paths import temp_path
 from bhds.settings import load_settings
 from bhds.workflows import generate
-from tests.conftest import store_after
+from tests.conftest import fake_on_copy, store_after
+from tests.test_e2e_scripts import run_scripts
 
 REPO = Path(__file__).resolve().parent.parent
 PARSE = ["aws_kline", "parse-type-all", "spot", "1m"]
@@ -120,6 +121,26 @@ def test_verify_on_the_scheduler_equals_the_pool(verified, cluster, tmp_path: Pa
         assert not bad.exists() and bad.name + ".verified" not in {Path(p).name for p in trees[name]}
     assert trees["dask"] == trees["pool"]
     assert sum(name.endswith(".verified") for name in trees["dask"]) > 50
+
+
+def test_the_five_scripts_on_the_cluster_equal_a_local_run(default_archive: Path, cluster, tmp_path: Path) -> None:
+    trees, tasks = {}, {}
+    for name in ("local", "dask"):
+        fake, env = fake_on_copy(default_archive, tmp_path / name)
+        env.pop("DASK_SCHEDULER_ADDRESS", None)
+        if name == "dask":
+            env["DASK_SCHEDULER_ADDRESS"] = cluster[0].scheduler_address
+        try:
+            with get_task_stream(cluster[1]) as stream:
+                procs = run_scripts(env)
+        finally:
+            fake.stop()
+        assert [proc.returncode for proc in procs] == [0] * len(procs), procs[-1].stderr[-2000:]
+        trees[name] = digests(tmp_path / name / "crypto")
+        tasks[name] = sum(str(record["key"]).startswith(TASK_PREFIX) for record in stream.data)
+    assert tasks["local"] == 0 and tasks["dask"] > 50
+    assert len(trees["local"]) > 100
+    assert trees["dask"] == trees["local"]
 
 
 def test_scheduler_local_n_starts_and_closes_its_own_cluster(verified, tmp_path: Path) -> None:
