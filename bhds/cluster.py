@@ -26,7 +26,7 @@ INSTALL_HINT = "pip install 'bhds[dask]'"
 
 # The workers of a `local:N` cluster run like the pool's. Dask's nanny sets MALLOC_TRIM_THRESHOLD_
 # in its workers, which turns off glibc's adaptive mmap threshold: every large pandas/pyarrow buffer
-# is then mmapped and unmapped afresh, +40 % CPU on parse (bench/dask_overhead.py). Its statistical
+# is then mmapped and unmapped afresh, +30-40 % CPU (bench/dask_overhead.py). Its statistical
 # profiler only feeds the dashboard, which a `local:N` cluster does not serve.
 LOCAL_WORKER_CONFIG = {
     "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -30,7 +31,6 @@ from tests.test_e2e_scripts import run_scripts
 REPO = Path(__file__).resolve().parent.parent
 PARSE = ["aws_kline", "parse-type-all", "spot", "1m"]
 GENERATE = ["generate", "kline-type", "spot", "1m"]
-RESAMPLE = ["generate", "resample-type", "spot", "1h", "5m"]
 QUALITY = ["quality", "report", "spot", "1m", "--format", "json"]
 OUTPUTS = ("parsed_data", "results_data")
 TASK_PREFIX = "_on_worker-"  # the key of every task bhds submits (bhds.cluster)
@@ -49,6 +49,17 @@ def verified(default_archive: Path, tmp_path_factory: pytest.TempPathFactory) ->
     """A data root with the spot 1m archive downloaded and verified (nothing parsed yet)."""
     return store_after(default_archive, tmp_path_factory.mktemp("dask"), [
         ["aws_kline", "download-spot", "1m"], ["aws_kline", "verify-type-all", "spot", "1m"]])
+
+
+@pytest.fixture(scope="module")
+def parsed(verified, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str], dict[str, str]]:
+    """`verified` parsed, and the digests of what the pool's `generate kline-type` makes of it."""
+    base, env = verified
+    root = copy_of(base, tmp_path_factory.mktemp("dask-parsed") / "crypto")
+    assert bhds(PARSE, env, CRYPTO_BASE_DIR=str(root)).returncode == 0
+    pool = copy_of(root, tmp_path_factory.mktemp("dask-pool") / "crypto")
+    assert bhds(GENERATE, env, CRYPTO_BASE_DIR=str(pool)).returncode == 0
+    return root, env, digests(pool)
 
 
 def copy_of(base: Path, dest: Path) -> Path:
@@ -76,28 +87,6 @@ def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("bhds: error:")]
 
 
-def test_stages_on_the_scheduler_of_dask_scheduler_address_equal_the_pool(verified, cluster, tmp_path: Path) -> None:
-    base, env = verified
-    _, client = cluster
-    pool, on_dask = copy_of(base, tmp_path / "pool"), copy_of(base, tmp_path / "dask")
-    address = cluster[0].scheduler_address
-    for argv in (PARSE, GENERATE, RESAMPLE, QUALITY):
-        local = bhds(argv, env, CRYPTO_BASE_DIR=str(pool))
-        with get_task_stream(client) as stream:
-            remote = bhds(argv, env, CRYPTO_BASE_DIR=str(on_dask), DASK_SCHEDULER_ADDRESS=address)
-        assert local.returncode == 0 and remote.returncode == 0, remote.stderr[-2000:]
-        # The work ran as tasks on that scheduler, not in the client's own pool.
-        tasks = [record for record in stream.data if str(record["key"]).startswith(TASK_PREFIX)]
-        assert tasks, f"{' '.join(argv)}: no task reached the scheduler"
-        assert {record["worker"] for record in tasks} <= set(client.scheduler_info()["workers"])
-        if argv is QUALITY:
-            # The report, value by value (it names its data root).
-            assert remote.stdout.replace(str(on_dask), "ROOT") == local.stdout.replace(str(pool), "ROOT")
-    expected = digests(pool)
-    assert len([name for name in expected if name.startswith("results_data/spot/resampled_klines")]) > 10
-    assert digests(on_dask) == expected
-
-
 def test_verify_on_the_scheduler_equals_the_pool(verified, cluster, tmp_path: Path) -> None:
     base, env = verified
     _, client = cluster
@@ -123,37 +112,42 @@ def test_verify_on_the_scheduler_equals_the_pool(verified, cluster, tmp_path: Pa
     assert sum(name.endswith(".verified") for name in trees["dask"]) > 50
 
 
-def test_the_five_scripts_on_the_cluster_equal_a_local_run(default_archive: Path, cluster, tmp_path: Path) -> None:
-    trees, tasks = {}, {}
+def test_the_five_scripts_on_the_scheduler_of_dask_scheduler_address_equal_a_local_run(
+        default_archive: Path, cluster, tmp_path: Path) -> None:
+    local_cluster, client = cluster
+    trees, reports, tasks = {}, {}, {}
     for name in ("local", "dask"):
         fake, env = fake_on_copy(default_archive, tmp_path / name)
         env.pop("DASK_SCHEDULER_ADDRESS", None)
         if name == "dask":
-            env["DASK_SCHEDULER_ADDRESS"] = cluster[0].scheduler_address
+            env["DASK_SCHEDULER_ADDRESS"] = local_cluster.scheduler_address
         try:
-            with get_task_stream(cluster[1]) as stream:
+            with get_task_stream(client) as stream:
                 procs = run_scripts(env)
+                report = bhds(QUALITY, env)
         finally:
             fake.stop()
-        assert [proc.returncode for proc in procs] == [0] * len(procs), procs[-1].stderr[-2000:]
+        assert [proc.returncode for proc in (*procs, report)] == [0] * (len(procs) + 1), procs[-1].stderr[-2000:]
         trees[name] = digests(tmp_path / name / "crypto")
-        tasks[name] = sum(str(record["key"]).startswith(TASK_PREFIX) for record in stream.data)
-    assert tasks["local"] == 0 and tasks["dask"] > 50
-    assert len(trees["local"]) > 100
+        # The report names its data root and when the zips were downloaded: the rest is the data's.
+        reports[name] = re.sub(r'"archive_newest_mtime": "[^"]*"', "", report.stdout.replace(str(tmp_path / name), "ROOT"))
+        tasks[name] = [record for record in stream.data if str(record["key"]).startswith(TASK_PREFIX)]
+    # The work ran as tasks on that scheduler's workers, and only when it was set.
+    assert not tasks["local"] and len(tasks["dask"]) > 50
+    assert {record["worker"] for record in tasks["dask"]} <= set(client.scheduler_info()["workers"])
+    assert len([path for path in trees["local"] if path.startswith("results_data/spot/resampled_klines")]) > 10
     assert trees["dask"] == trees["local"]
+    assert reports["dask"] == reports["local"]
 
 
-def test_scheduler_local_n_starts_and_closes_its_own_cluster(verified, tmp_path: Path) -> None:
-    base, env = verified
-    pool, on_dask = copy_of(base, tmp_path / "pool"), copy_of(base, tmp_path / "dask")
-    for root in (pool, on_dask):
-        assert bhds(PARSE, env, CRYPTO_BASE_DIR=str(root)).returncode == 0
-    local = bhds(GENERATE, env, CRYPTO_BASE_DIR=str(pool))
-    remote = bhds([*GENERATE, "--scheduler", "local:2"], env, CRYPTO_BASE_DIR=str(on_dask))
-    assert local.returncode == 0 and remote.returncode == 0, remote.stderr[-2000:]
-    assert "local Dask cluster of 2 worker process(es)" in remote.stderr
-    assert "Traceback" not in remote.stderr
-    assert digests(on_dask) == digests(pool)
+def test_scheduler_local_n_starts_and_closes_its_own_cluster(parsed, tmp_path: Path) -> None:
+    base, env, expected = parsed
+    on_dask = copy_of(base, tmp_path / "dask")
+    proc = bhds([*GENERATE, "--scheduler", "local:2"], env, CRYPTO_BASE_DIR=str(on_dask))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "local Dask cluster of 2 worker process(es)" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert digests(on_dask) == expected
 
 
 def _die_once(markers: Path, real, job):  # noqa: ANN001, ANN202 - a stand-in for the task function
@@ -167,13 +161,10 @@ def _die_once(markers: Path, real, job):  # noqa: ANN001, ANN202 - a stand-in fo
     return real(job)
 
 
-def test_a_worker_killed_mid_task_is_retried_and_the_result_is_identical(verified, cluster, tmp_path: Path,
+def test_a_worker_killed_mid_task_is_retried_and_the_result_is_identical(parsed, cluster, tmp_path: Path,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    base, env = verified
-    pool, on_dask = copy_of(base, tmp_path / "pool"), copy_of(base, tmp_path / "dask")
-    for root in (pool, on_dask):
-        assert bhds(PARSE, env, CRYPTO_BASE_DIR=str(root)).returncode == 0
-    assert bhds(GENERATE, env, CRYPTO_BASE_DIR=str(pool)).returncode == 0
+    base, env, expected = parsed
+    on_dask = copy_of(base, tmp_path / "dask")
 
     markers = tmp_path / "markers"
     markers.mkdir()
@@ -188,7 +179,7 @@ def test_a_worker_killed_mid_task_is_retried_and_the_result_is_identical(verifie
     assert stopped.value.code == 0
     killed = int((markers / "BTCUSDT").read_text())
     assert killed != os.getpid()  # it was a worker process that died, and yet the run finished
-    assert digests(on_dask) == digests(pool)
+    assert digests(on_dask) == expected
 
 
 def _record(directory: Path, item: int) -> int:
