@@ -117,7 +117,7 @@ SCHEDULER_SCHEMES = ("tcp", "tls", "inproc", "ucx", "ws", "wss")
 
 
 def check_scheduler(value: str | None, what: str = "--scheduler") -> str | None:
-    """A Dask scheduler address (`tcp://host:port`, or `host:port`) or `local:N`; empty means none."""
+    """A Dask scheduler address (`tcp://host:port`, `host:port`, `host`) or `local:N`; empty means none."""
     if value is None or not value.strip():
         return None
     value = value.strip()
@@ -128,10 +128,11 @@ def check_scheduler(value: str | None, what: str = "--scheduler") -> str | None:
         return f"local:{int(workers)}"
     parts = urlsplit(value if "://" in value else f"tcp://{value}")
     try:
-        port = parts.port
+        parts.port  # noqa: B018  (raises on a port that is not a number; none means Dask's 8786)
+        good_port = True
     except ValueError:
-        port = None
-    if parts.scheme not in SCHEDULER_SCHEMES or not parts.hostname or (port is None and parts.scheme != "inproc"):
+        good_port = False
+    if parts.scheme not in SCHEDULER_SCHEMES or not parts.hostname or not good_port:
         raise ConfigError(f"{what}={value!r} is not a Dask scheduler address: give e.g. tcp://10.0.0.5:8786, "
                           "or local:4 for 4 worker processes on this machine")
     return value

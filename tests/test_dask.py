@@ -213,11 +213,14 @@ def test_scheduler_without_dask_installed_is_one_line_naming_the_extra(tmp_path:
         lines = error_lines(proc.stderr)
         assert proc.returncode == 1
         assert len(lines) == 1 and "pip install 'bhds[dask]'" in lines[0] and "Traceback" not in proc.stderr
+    # A command with no per-item work ignores Dask's variable (a Dask user may have it exported).
+    proc = bhds(["list-data"], env, DASK_SCHEDULER_ADDRESS="tcp://10.0.0.5:8786")
+    assert proc.returncode == 0 and "dask" not in proc.stderr.lower(), proc.stderr
 
 
 @pytest.mark.parametrize(("argv", "changes", "named"), [
     ([*GENERATE, "--scheduler", "local:0"], {}, "--scheduler='local:0'"),
-    ([*GENERATE, "--scheduler", "somewhere"], {}, "--scheduler='somewhere'"),
+    ([*GENERATE, "--scheduler", "somewhere:port"], {}, "--scheduler='somewhere:port'"),
     (GENERATE, {"DASK_SCHEDULER_ADDRESS": "http://10.0.0.5:8786"}, "DASK_SCHEDULER_ADDRESS='http://10.0.0.5:8786'"),
 ])
 def test_a_bad_scheduler_is_one_line(argv: list[str], changes: dict[str, str], named: str, tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ Every command that got past its arguments ends with its summary line, also when 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
@@ -111,7 +112,9 @@ def _run(ctx: click.Context, target: str, kwargs: dict[str, Any]) -> RunSummary:
     setup_logging(settings.debug)
     module_name, func_name = target.split(":")
     func = getattr(importlib.import_module(f"bhds.workflows.{module_name}"), func_name)
-    with executor(settings):
+    # Only the commands that take --scheduler fan work out; the others ignore DASK_SCHEDULER_ADDRESS.
+    fans_out = any(param.name == "scheduler" for param in ctx.command.params)
+    with executor(settings) if fans_out else contextlib.nullcontext():
         return func(settings, **kwargs)
 
 
