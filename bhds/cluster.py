@@ -51,9 +51,9 @@ def _on_worker(func: Callable[[T], R], item: T) -> R:
     """Run one item on a Dask worker, with the pool's thread limits (one task per worker thread)."""
     global _worker_ready
     if not _worker_ready:
-        from bhds.parallel import _init_worker
+        from bhds.parallel import init_worker
 
-        _init_worker()
+        init_worker()
         _worker_ready = True
     return func(item)
 

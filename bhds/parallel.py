@@ -28,7 +28,7 @@ R = TypeVar("R")
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
-def _init_worker() -> None:
+def init_worker() -> None:
     # One process per core already: extra library threads would only fight over the cores.
     for name in _THREAD_VARIABLES:
         os.environ[name] = "1"
@@ -89,7 +89,7 @@ def imap_isolated(func: Callable[[T], R], items: Iterable[T], n_jobs: int, *, ma
     # forkserver: workers start from a clean process, not a fork of one with live threads.
     context = multiprocessing.get_context("forkserver")
     limit = max_pending or 2 * n_jobs
-    with ProcessPoolExecutor(max_workers=min(n_jobs, len(items)), mp_context=context, initializer=_init_worker) as pool:
+    with ProcessPoolExecutor(max_workers=min(n_jobs, len(items)), mp_context=context, initializer=init_worker) as pool:
         pending: dict[Future, T] = {}
         queue = iter(items)
         for item in queue:
