@@ -2,6 +2,10 @@
 
 One failing item is returned as its exception, never aborting the others (the legacy tool lost
 every running task when one failed). With one job everything runs in-process.
+
+Inside `executor(settings)` with a Dask scheduler set (--scheduler, DASK_SCHEDULER_ADDRESS), every
+item runs as a Dask task instead (`bhds.cluster`), with the same isolation and bounded in-flight work;
+without one the pool below runs exactly as before.
 """
 
 from __future__ import annotations
@@ -10,9 +14,12 @@ import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
+    from bhds.cluster import DaskExecutor
+    from bhds.settings import Settings
     from bhds.types import RunSummary
 
 T = TypeVar("T")
@@ -21,7 +28,7 @@ R = TypeVar("R")
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
-def _init_worker() -> None:
+def init_worker() -> None:
     # One process per core already: extra library threads would only fight over the cores.
     for name in _THREAD_VARIABLES:
         os.environ[name] = "1"
@@ -34,11 +41,43 @@ def _init_worker() -> None:
         pass
 
 
+_dask: DaskExecutor | None = None  # the running command's Dask connection, if it asked for one
+
+
+@contextmanager
+def executor(settings: Settings) -> Iterator[None]:
+    """Run the enclosed command's per-item work on `settings.scheduler` (Dask) if set, else on the pool.
+
+    The Dask connection (or `local:N` cluster) opens at the first item and closes on the way out.
+    """
+    global _dask
+    if settings.scheduler is None:
+        yield
+        return
+    from bhds.cluster import DaskExecutor
+
+    _dask = DaskExecutor(settings.scheduler)
+    try:
+        yield
+    finally:
+        dask, _dask = _dask, None
+        dask.close()
+
+
+def on_dask() -> bool:
+    """Whether the running command sends its per-item work to a Dask scheduler."""
+    return _dask is not None
+
+
 def imap_isolated(func: Callable[[T], R], items: Iterable[T], n_jobs: int, *, max_pending: int | None = None) -> Iterator[tuple[T, R | BaseException]]:
     """Yield `(item, result_or_exception)` as items finish, on up to `n_jobs` processes.
 
-    At most `max_pending` items are in flight (default 2 × n_jobs), which bounds memory.
+    At most `max_pending` items are in flight (default 2 × n_jobs), which bounds memory. Under a
+    Dask scheduler every item is a task, whatever `n_jobs`: the cluster, not this machine, sizes the work.
     """
+    if _dask is not None:
+        yield from _dask.imap(func, items, max_pending=max_pending)
+        return
     items = list(items)
     if n_jobs <= 1 or len(items) <= 1:
         for item in items:
@@ -50,7 +89,7 @@ def imap_isolated(func: Callable[[T], R], items: Iterable[T], n_jobs: int, *, ma
     # forkserver: workers start from a clean process, not a fork of one with live threads.
     context = multiprocessing.get_context("forkserver")
     limit = max_pending or 2 * n_jobs
-    with ProcessPoolExecutor(max_workers=min(n_jobs, len(items)), mp_context=context, initializer=_init_worker) as pool:
+    with ProcessPoolExecutor(max_workers=min(n_jobs, len(items)), mp_context=context, initializer=init_worker) as pool:
         pending: dict[Future, T] = {}
         queue = iter(items)
         for item in queue:

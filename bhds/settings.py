@@ -40,6 +40,9 @@ class Settings:
     lock_timeout: float = 0.0
     http_timeout: float = DEFAULT_HTTP_TIMEOUT
     debug: bool = False
+    # Where the per-item work runs: None for the local process pool, else a Dask scheduler's address
+    # or `local:N` (a LocalCluster the command starts); from --scheduler or DASK_SCHEDULER_ADDRESS.
+    scheduler: str | None = None
     # A fixed "now" (BHDS_NOW) makes runs reproducible; None means the real clock.
     fixed_now: datetime | None = field(default=None)
 
@@ -110,6 +113,31 @@ def check_proxy(value: str | None, what: str = "--http-proxy") -> str | None:
     return check_url(value, what)
 
 
+SCHEDULER_SCHEMES = ("tcp", "tls", "inproc", "ucx", "ws", "wss")
+
+
+def check_scheduler(value: str | None, what: str = "--scheduler") -> str | None:
+    """A Dask scheduler address (`tcp://host:port`, `host:port`, `host`) or `local:N`; empty means none."""
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    if value.startswith("local:"):
+        workers = value[len("local:"):]
+        if not workers.isdigit() or int(workers) < 1:
+            raise ConfigError(f"{what}={value!r}: local:N needs a number of worker processes of at least 1, e.g. local:4")
+        return f"local:{int(workers)}"
+    parts = urlsplit(value if "://" in value else f"tcp://{value}")
+    try:
+        parts.port  # noqa: B018  (raises on a port that is not a number; none means Dask's 8786)
+        good_port = True
+    except ValueError:
+        good_port = False
+    if parts.scheme not in SCHEDULER_SCHEMES or not parts.hostname or not good_port:
+        raise ConfigError(f"{what}={value!r} is not a Dask scheduler address: give e.g. tcp://10.0.0.5:8786, "
+                          "or local:4 for 4 worker processes on this machine")
+    return value
+
+
 def _url(env: Mapping[str, str], name: str, default: str) -> str:
     raw = env.get(name, "").strip()
     return check_url(raw, name) if raw else default
@@ -160,4 +188,5 @@ def load_settings(env: Mapping[str, str] | None = None, *, debug: bool = False) 
         http_timeout=_positive_seconds(env, "BHDS_HTTP_TIMEOUT", DEFAULT_HTTP_TIMEOUT),
         debug=debug or debug_from_env(env),
         fixed_now=_fixed_now(env),
+        scheduler=check_scheduler(env.get("DASK_SCHEDULER_ADDRESS"), "DASK_SCHEDULER_ADDRESS"),
     )

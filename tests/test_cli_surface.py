@@ -23,6 +23,7 @@ PROXY = ("--http-proxy", None, "HTTP proxy address")
 CONC = ("--concurrency", None, None)  # ours: additive, no legacy counterpart
 # ours: additive, every archive download takes a date range and a dry run (absent: as before)
 WINDOW = [("--start", None, None), ("--end", None, None), ("--dry-run", False, None)]
+SCHED = ("--scheduler", None, None)  # ours: additive, the commands whose per-item work may run on Dask
 QUOTE = ("--quote", "USDT", "The quote currency, e.g., 'USDT', 'USDC', 'BTC'.")
 CONTRACT = ("--contract-type", "PERPETUAL", "The type of contract, 'PERPETUAL' or 'DELIVERY'.")
 STABLE = ("--stablecoins/--no-stablecoins", False, "Whether to include stablecoin symbols, such as 'USDCUSDT'.")
@@ -49,10 +50,10 @@ SURFACE = {
         "download-um-futures": ("Download Binance USDⓈ-M Futures funding rates", [], [QUOTE, CONTRACT, PROXY, CONC, *WINDOW]),
         "download-cm-futures": ("Download Binance Coin Futures funding rates", [], [CONTRACT, PROXY, CONC, *WINDOW]),
         "verify": ("Verify Binance funding rates for specific symbols from AWS data center",
-                   [("trade_type", False, TTA), ("symbols", True, SYMS)], []),
-        "verify-type-all": ("Verify Binance funding rates for all symbols with the given trade type", [("trade_type", False, TTA)], []),
-        "parse": ("Parse Binance funding rates for specific symbols", [("trade_type", False, TTA), ("symbols", True, SYMS)], []),
-        "parse-type-all": ("Parse Binance funding rates for all symbols with the given trade type", [("trade_type", False, TTA)], []),
+                   [("trade_type", False, TTA), ("symbols", True, SYMS)], [SCHED]),
+        "verify-type-all": ("Verify Binance funding rates for all symbols with the given trade type", [("trade_type", False, TTA)], [SCHED]),
+        "parse": ("Parse Binance funding rates for specific symbols", [("trade_type", False, TTA), ("symbols", True, SYMS)], [SCHED]),
+        "parse-type-all": ("Parse Binance funding rates for all symbols with the given trade type", [("trade_type", False, TTA)], [SCHED]),
     }),
     "aws_kline": ("Commands for maintaining Binance AWS K-line data.", {
         "download": ("Download Binance klines for specific symbols from AWS data center",
@@ -61,13 +62,13 @@ SURFACE = {
         "download-um-futures": ("Download Binance USDⓈ-M Futures klines", [("time_intervals", True, I_AWS)], [QUOTE, CONTRACT, PROXY, CONC, *WINDOW]),
         "download-cm-futures": ("Download Binance COIN-M Futures klines", [("time_intervals", True, I_AWS)], [CONTRACT, PROXY, CONC, *WINDOW]),
         "verify": ("Verify Binance Klines checksums and delete corrupted data for specific symbols",
-                   [("trade_type", False, TTA), ("time_interval", False, I_AWS), ("symbols", True, SYMS)], []),
+                   [("trade_type", False, TTA), ("time_interval", False, I_AWS), ("symbols", True, SYMS)], [SCHED]),
         "verify-type-all": ("Verify Binance Klines for all symbols with the given trade type and time intervals",
-                            [("trade_type", False, TTA), ("time_intervals", True, I_AWS)], []),
+                            [("trade_type", False, TTA), ("time_intervals", True, I_AWS)], [SCHED]),
         "parse": ("Parse Binance Klines to Polars DataFrame and Save in Parquet Format",
-                  [("trade_type", False, TTA), ("time_interval", False, I_AWS), ("symbols", True, SYMS)], [FORCE]),
+                  [("trade_type", False, TTA), ("time_interval", False, I_AWS), ("symbols", True, SYMS)], [FORCE, SCHED]),
         "parse-type-all": ("Parse Binance Klines for all symbols with the given trade type and time intervals",
-                           [("trade_type", False, TTA), ("time_intervals", True, I_AWS)], [FORCE]),
+                           [("trade_type", False, TTA), ("time_intervals", True, I_AWS)], [FORCE, SCHED]),
     }),
     "api_data": ("Commands for maintaining Binance API data.", {
         "download-kline": ("Download Binance klines for specific symbol and dates from Kline API",
@@ -75,11 +76,11 @@ SURFACE = {
                             ("dts", True, "A list trading dates, e.g., '20200101 20210203'.")], [PROXY]),
         "download-aws-missing-kline-type": (
             "Download Binance kline data from the Kline API for the provided trade_type that have missing dates in AWS",
-            [("trade_type", False, TTT), ("time_interval", False, I_AWS)], [OVERWRITE, PROXY]),
+            [("trade_type", False, TTT), ("time_interval", False, I_AWS)], [OVERWRITE, PROXY, SCHED]),
         "download-aws-missing-kline": (
             "Download Binance kline data from the Kline API for given symbols that have missing dates in AWS",
             [("trade_type", False, TTT), ("time_interval", False, I_AWS), ("symbols", True, "List of trading symbols, e.g., 'BTCUSDT ETHUSDT'.")],
-            [OVERWRITE, PROXY]),
+            [OVERWRITE, PROXY, SCHED]),
         "download-recent-funding": ("Download Binance funding rate for specific symbol from Binance API",
                                     [("trade_type", False, TTT), ("symbols", True, "Trading symbols, e.g., 'BTCUSDT' or 'ETHUSDT'.")], [PROXY]),
         "download-recent-funding-type": ("Download Binance funding rate for all symbols of a specific trade type from Binance API",
@@ -92,14 +93,14 @@ SURFACE = {
         "download-cm-futures": ("Download Binance Coin Futures liquidation snapshot", [], [CONTRACT, PROXY, CONC, *WINDOW]),
     }),
     "generate": ("Commands to generate the resulting data.", {
-        "kline": (None, [("trade_type", False, TTT), ("time_interval", False, I_GEN), ("symbol", False, "Trading pair symbol, e.g., 'BTCUSDT'")], GEN),
-        "kline-type": (None, [("trade_type", False, TTT), ("time_interval", False, I_GEN)], GEN),
+        "kline": (None, [("trade_type", False, TTT), ("time_interval", False, I_GEN), ("symbol", False, "Trading pair symbol, e.g., 'BTCUSDT'")], [*GEN, SCHED]),
+        "kline-type": (None, [("trade_type", False, TTT), ("time_interval", False, I_GEN)], [*GEN, SCHED]),
         "resample": ("Resample kline data for a single symbol. All multiples of base_offset will be generated.",
                      [("trade_type", False, TTT), ("symbol", False, "Trading pair symbol, e.g., 'BTCUSDT'"),
-                      ("resample_interval", False, "Resample interval, e.g., '1h', '4h'"), ("base_offset", False, "Base offset, e.g., '5m', '15m', '30m'")], []),
+                      ("resample_interval", False, "Resample interval, e.g., '1h', '4h'"), ("base_offset", False, "Base offset, e.g., '5m', '15m', '30m'")], [SCHED]),
         "resample-type": ("Resample kline data for all symbols of given trade type and resample interval.",
                           [("trade_type", False, TTT), ("resample_interval", False, "Resample interval, e.g., '1h', '4h'"),
-                           ("base_offset", False, "Base offset, e.g., '5m', '15m', '30m'")], []),
+                           ("base_offset", False, "Base offset, e.g., '5m', '15m', '30m'")], [SCHED]),
     }),
 }
 

@@ -12,9 +12,11 @@ import contextlib
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bhds import parallel
 from bhds.archive.checksum import ChecksumFormatError, Verdict, read_checksum, verify_with_checksum_file
 from bhds.archive.plan import scan_dir
 from bhds.paths import CHECKSUM_SUFFIX, VERIFIED_SUFFIX, checksum_path, key_url, part_path
@@ -84,6 +86,13 @@ def verify_all(candidates: list[Candidate], n_jobs: int, *, on_ok: Callable[[Pat
     jobs = max(1, n_jobs)
     size = max(1, min(batch_size, len(candidates) // (jobs * 4) or 1))
     batches = (candidates[i:i + size] for i in range(0, len(candidates), size))
+    if parallel.on_dask():  # each batch a task on the cluster's workers, which read the zips themselves
+        for batch, outcome in parallel.imap_isolated(partial(_verify_batch, on_ok=on_ok), batches, jobs):
+            if isinstance(outcome, BaseException):
+                reason = f"could not verify ({str(outcome) or type(outcome).__name__})"
+                outcome = [(item, Verdict(item.path, False, "", 0, reason)) for item in batch]
+            yield from outcome
+        return
     with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="bhds-verify") as pool:
         pending: set[Future] = set()
         while True:

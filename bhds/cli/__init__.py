@@ -9,6 +9,7 @@ Every command that got past its arguments ends with its summary line, also when 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from bhds.cli.options import OrderedGroup
+from bhds.cli.options import SCHEDULER_KEY, OrderedGroup
 from bhds.cli.runrecord import note_summary, recorded
 
 if TYPE_CHECKING:
@@ -97,19 +98,24 @@ def dispatch(target: str, *, emits_data: bool = False, **kwargs: Any) -> None:
 
 
 def _run(ctx: click.Context, target: str, kwargs: dict[str, Any]) -> RunSummary:
-    from bhds.settings import check_proxy, load_settings
+    from bhds.settings import check_proxy, check_scheduler, load_settings
 
     settings = load_settings(debug=bool(ctx.find_root().params.get("debug")))
     proxy = kwargs.pop("http_proxy", None)
     concurrency = kwargs.pop("concurrency", None)
-    settings = settings.with_overrides(http_proxy=check_proxy(proxy), concurrency=concurrency)
+    scheduler = check_scheduler(ctx.meta.get(SCHEDULER_KEY))  # --scheduler, on the commands that take it
+    settings = settings.with_overrides(http_proxy=check_proxy(proxy), concurrency=concurrency, scheduler=scheduler)
 
+    from bhds.parallel import executor
     from bhds.progress import setup_logging
 
     setup_logging(settings.debug)
     module_name, func_name = target.split(":")
     func = getattr(importlib.import_module(f"bhds.workflows.{module_name}"), func_name)
-    return func(settings, **kwargs)
+    # Only the commands that take --scheduler fan work out; the others ignore DASK_SCHEDULER_ADDRESS.
+    fans_out = any(param.name == "scheduler" for param in ctx.command.params)
+    with executor(settings) if fans_out else contextlib.nullcontext():
+        return func(settings, **kwargs)
 
 
 def _stop_reason(exc: BaseException) -> str:

@@ -31,6 +31,7 @@ def download_kline(trade_type: str, time_interval: str, symbol: str, dts: tuple[
 @opt.time_interval()
 @opt.overwrite
 @opt.http_proxy
+@opt.scheduler
 def download_aws_missing_kline_type(trade_type: str, time_interval: str, overwrite: bool, http_proxy: str | None) -> None:
     """Download Binance kline data from the Kline API for the provided trade_type that have missing dates in AWS"""
     dispatch("api_data:download_aws_missing_kline_type", trade_type=TradeType(trade_type), time_interval=time_interval,
@@ -43,6 +44,7 @@ def download_aws_missing_kline_type(trade_type: str, time_interval: str, overwri
 @opt.symbols("List of trading symbols, e.g., 'BTCUSDT ETHUSDT'.")
 @opt.overwrite
 @opt.http_proxy
+@opt.scheduler
 def download_aws_missing_kline(trade_type: str, time_interval: str, symbols: tuple[str, ...], overwrite: bool,
                                http_proxy: str | None) -> None:
     """Download Binance kline data from the Kline API for given symbols that have missing dates in AWS"""

@@ -78,6 +78,7 @@ def download(market: str, dataset: str, symbols: tuple[str, ...], **options: Any
 @_dataset()
 @opt.argument("symbols", "Symbols to verify [default: every symbol downloaded]", nargs=-1)
 @_interval
+@opt.scheduler
 def verify(market: str, dataset: str, symbols: tuple[str, ...], interval: str | None) -> None:
     """Check the downloaded zips of a dataset against their CHECKSUMs; delete the bad ones."""
     dispatch("archive:archive_verify", market=market, dataset=dataset, symbols=list(symbols), interval=interval)
@@ -88,6 +89,7 @@ def verify(market: str, dataset: str, symbols: tuple[str, ...], interval: str | 
 @_dataset()
 @opt.argument("symbols", "Symbols to parse [default: every symbol downloaded]", nargs=-1)
 @_interval
+@opt.scheduler
 def parse(market: str, dataset: str, symbols: tuple[str, ...], interval: str | None) -> None:
     """Verified zips to monthly Parquet under parsed_data/<market>/<dataset>/[<interval>/]<SYMBOL>/."""
     dispatch("archive_parse:archive_parse", market=market, dataset=dataset, symbols=list(symbols), interval=interval)

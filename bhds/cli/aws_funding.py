@@ -47,6 +47,7 @@ def download_cm_futures(contract_type: str, http_proxy: str | None, concurrency:
 @group.command()
 @opt.trade_type()
 @opt.symbols()
+@opt.scheduler
 def verify(trade_type: str, symbols: tuple[str, ...]) -> None:
     """Verify Binance funding rates for specific symbols from AWS data center"""
     dispatch("archive:funding_verify", trade_type=TradeType(trade_type), symbols=list(symbols))
@@ -54,6 +55,7 @@ def verify(trade_type: str, symbols: tuple[str, ...]) -> None:
 
 @group.command("verify-type-all")
 @opt.trade_type()
+@opt.scheduler
 def verify_type_all(trade_type: str) -> None:
     """Verify Binance funding rates for all symbols with the given trade type"""
     dispatch("archive:funding_verify_type_all", trade_type=TradeType(trade_type))
@@ -62,6 +64,7 @@ def verify_type_all(trade_type: str) -> None:
 @group.command()
 @opt.trade_type()
 @opt.symbols()
+@opt.scheduler
 def parse(trade_type: str, symbols: tuple[str, ...]) -> None:
     """Parse Binance funding rates for specific symbols"""
     dispatch("parse:funding_parse", trade_type=TradeType(trade_type), symbols=list(symbols))
@@ -69,6 +72,7 @@ def parse(trade_type: str, symbols: tuple[str, ...]) -> None:
 
 @group.command("parse-type-all")
 @opt.trade_type()
+@opt.scheduler
 def parse_type_all(trade_type: str) -> None:
     """Parse Binance funding rates for all symbols with the given trade type"""
     dispatch("parse:funding_parse_type_all", trade_type=TradeType(trade_type))

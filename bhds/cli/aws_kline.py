@@ -67,6 +67,7 @@ def download_cm_futures(time_intervals: tuple[str, ...], contract_type: str, htt
 @opt.trade_type()
 @opt.time_interval()
 @opt.symbols()
+@opt.scheduler
 def verify(trade_type: str, time_interval: str, symbols: tuple[str, ...]) -> None:
     """Verify Binance Klines checksums and delete corrupted data for specific symbols"""
     dispatch("archive:kline_verify", trade_type=TradeType(trade_type), time_interval=time_interval, symbols=list(symbols))
@@ -75,6 +76,7 @@ def verify(trade_type: str, time_interval: str, symbols: tuple[str, ...]) -> Non
 @group.command("verify-type-all")
 @opt.trade_type()
 @opt.time_intervals()
+@opt.scheduler
 def verify_type_all(trade_type: str, time_intervals: tuple[str, ...]) -> None:
     """Verify Binance Klines for all symbols with the given trade type and time intervals"""
     dispatch("archive:kline_verify_type_all", trade_type=TradeType(trade_type), time_intervals=list(time_intervals))
@@ -85,6 +87,7 @@ def verify_type_all(trade_type: str, time_intervals: tuple[str, ...]) -> None:
 @opt.time_interval()
 @opt.symbols()
 @opt.force_update
+@opt.scheduler
 def parse(trade_type: str, time_interval: str, symbols: tuple[str, ...], force_update: bool) -> None:
     """Parse Binance Klines to Polars DataFrame and Save in Parquet Format"""
     dispatch("parse:kline_parse", trade_type=TradeType(trade_type), time_interval=time_interval, symbols=list(symbols),
@@ -95,6 +98,7 @@ def parse(trade_type: str, time_interval: str, symbols: tuple[str, ...], force_u
 @opt.trade_type()
 @opt.time_intervals()
 @opt.force_update
+@opt.scheduler
 def parse_type_all(trade_type: str, time_intervals: tuple[str, ...], force_update: bool) -> None:
     """Parse Binance Klines for all symbols with the given trade type and time intervals"""
     dispatch("parse:kline_parse_type_all", trade_type=TradeType(trade_type), time_intervals=list(time_intervals),

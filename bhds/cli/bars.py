@@ -16,6 +16,7 @@ from bhds.cli import options as opt
               help="Bar length in s, m, h or d, e.g. 10s, 1m, 1h; under a day it must divide the day.")
 @click.option("--from", "source", type=click.Choice(["aggTrades", "trades"]), default="aggTrades", show_default=True,
               help="Parsed dataset to read (run `archive download/verify/parse` for it first).")
+@opt.scheduler
 def bars(trade_type: str, symbols: tuple[str, ...], time_interval: str, source: str) -> None:
     """Build klines from parsed trades at any interval, sub-minute ones included, into
     results_data/<market>/trade_bars/<interval>/<SYMBOL>.pqt. An interval without trades has no row.

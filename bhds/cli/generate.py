@@ -21,6 +21,7 @@ def group() -> None:
 @opt.time_interval(opt.INTERVAL_HELP_GEN)
 @opt.symbol(SYMBOL_HELP)
 @opt.generate_kline_options
+@opt.scheduler
 def kline(trade_type: str, time_interval: str, symbol: str, split_gaps: bool, min_days: int, min_price_chg: float,
           with_vwap: bool, with_funding_rates: bool) -> None:
     """Generate merged and split kline data for a single symbol.
@@ -36,6 +37,7 @@ def kline(trade_type: str, time_interval: str, symbol: str, split_gaps: bool, mi
 @opt.trade_type(opt.TT_HELP_TRADING)
 @opt.time_interval(opt.INTERVAL_HELP_GEN)
 @opt.generate_kline_options
+@opt.scheduler
 def kline_type(trade_type: str, time_interval: str, split_gaps: bool, min_days: int, min_price_chg: float, with_vwap: bool,
                with_funding_rates: bool) -> None:
     """Generate merged and split kline data for all symbols of the given trade type and time interval.
@@ -51,6 +53,7 @@ def kline_type(trade_type: str, time_interval: str, split_gaps: bool, min_days: 
 @opt.symbol(SYMBOL_HELP)
 @opt.argument("resample_interval", "Resample interval, e.g., '1h', '4h'")
 @opt.argument("base_offset", "Base offset, e.g., '5m', '15m', '30m'")
+@opt.scheduler
 def resample(trade_type: str, symbol: str, resample_interval: str, base_offset: str) -> None:
     """Resample kline data for a single symbol. All multiples of base_offset will be generated."""
     dispatch("generate:resample", trade_type=TradeType(trade_type), symbol=symbol, resample_interval=resample_interval,
@@ -61,6 +64,7 @@ def resample(trade_type: str, symbol: str, resample_interval: str, base_offset: 
 @opt.trade_type(opt.TT_HELP_TRADING)
 @opt.argument("resample_interval", "Resample interval, e.g., '1h', '4h'")
 @opt.argument("base_offset", "Base offset, e.g., '5m', '15m', '30m'")
+@opt.scheduler
 def resample_type(trade_type: str, resample_interval: str, base_offset: str) -> None:
     """Resample kline data for all symbols of given trade type and resample interval."""
     dispatch("generate:resample_type", trade_type=TradeType(trade_type), resample_interval=resample_interval,

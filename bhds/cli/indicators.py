@@ -17,6 +17,7 @@ from bhds.types import TradeType
 @click.option("--indicator", "indicators", multiple=True, metavar="NAME[:N,...]",
               help="An indicator and its numbers, repeatable: rsi:14, macd:12,26,9, bbands:20,2, atr:14, sma:20, ema:20, "
                    "wma, dema, tema, kama, mom, roc, stddev, natr, adx, cci, willr, stoch, mfi, obv (a bare name takes its defaults).")
+@opt.scheduler
 def indicators_type(trade_type: str, time_interval: str, offset: str | None, indicators: tuple[str, ...]) -> None:
     """Compute technical indicators (TA-Lib) for every symbol's result klines, each split segment on its own,
     into results_data/<tt>/indicators/<interval>[/<offset>]/<SYMBOL>.pqt. Unchanged symbols are skipped.

@@ -125,6 +125,22 @@ date_range = [
                  help="Print per symbol the files that are new or updated and their size; download and write nothing"),
 ]
 
+# New in bhds: where the per-item work runs (a Dask scheduler, or local:N); absent, the local pool as
+# before. Kept in ctx.meta (not a parameter) so the commands' signatures stay the legacy ones.
+SCHEDULER_KEY = "bhds.scheduler"
+
+
+def _keep_scheduler(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.meta[SCHEDULER_KEY] = value
+
+
+scheduler = click.option(
+    "--scheduler", default=None, expose_value=False, callback=_keep_scheduler, metavar="ADDRESS|local:N",
+    help="Run the per-item work as Dask tasks: a scheduler address, or local:N for N worker processes "
+         "here [default: DASK_SCHEDULER_ADDRESS, else the local process pool]",
+)
+
 
 def stack(*decorators: Callable[[F], F]) -> Callable[[F], F]:
     """Apply decorators so that they appear in --help in the order written."""

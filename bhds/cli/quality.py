@@ -31,6 +31,7 @@ def group() -> None:
 @click.option("--deep", is_flag=True,
               help="Decode every file instead of trusting the cache and the month summaries parse stores in "
                    "each partition, and check those summaries against the rows.")
+@opt.scheduler
 def report(trade_type: str, time_interval: str, symbols: tuple[str, ...], output_format: str, fail_under: float | None,
            plot: Path | None, output: Path | None, deep: bool) -> None:
     """Per symbol: days in the archive, from the API, missing and partial; completeness; duplicates; OHLC

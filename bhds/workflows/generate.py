@@ -147,6 +147,8 @@ def _build_and_swap(target: Path, build: Callable[[Path], None]) -> None:
         raise DataError(f"cannot create {staging} ({exc.strerror or exc}): make the data directory writable or set CRYPTO_BASE_DIR") from exc
     try:
         build(staging)
+        # A Dask task whose worker died mid-write was re-run; the dead attempt's temp file stays out.
+        storage.sweep_temp_files(staging)
         storage.replace_dir(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

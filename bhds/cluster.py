@@ -1,0 +1,175 @@
+"""Per-item work as Dask tasks: the executor `bhds.parallel` uses when a scheduler is set.
+
+The client only plans and collects: a task gets one item (paths and parameters), reads and writes
+the store itself and returns the small summary the local pool would return. Tasks already write
+through temp file + rename, so Dask re-running one whose worker died converges to the same bytes.
+Dask is imported here only, and only once a command asks for a scheduler (`pip install 'bhds[dask]'`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from bhds.errors import ConfigError
+
+if TYPE_CHECKING:
+    from distributed import Client, LocalCluster
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+LOCAL_PREFIX = "local:"
+CONNECT_TIMEOUT = "20s"  # how long to wait for a remote scheduler before giving up with one line
+INSTALL_HINT = "pip install 'bhds[dask]'"
+
+# The workers of a `local:N` cluster run like the pool's. Dask's nanny sets MALLOC_TRIM_THRESHOLD_
+# in its workers, which turns off glibc's adaptive mmap threshold: every large pandas/pyarrow buffer
+# is then mmapped and unmapped afresh, +30-40 % CPU (bench/dask_overhead.py). Its statistical
+# profiler only feeds the dashboard, which a `local:N` cluster does not serve.
+LOCAL_WORKER_CONFIG = {
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+    "distributed.worker.profile.enabled": False,
+}
+
+log = logging.getLogger("bhds")
+
+_worker_ready = False  # per worker process: thread limits applied once
+
+
+def require_dask(scheduler: str) -> None:
+    """Fail at once, in one line, when a scheduler is asked for and Dask is not installed."""
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        raise ConfigError(f"--scheduler/DASK_SCHEDULER_ADDRESS {scheduler} needs Dask, which is not installed: "
+                          f"{INSTALL_HINT}") from None
+
+
+def _on_worker(func: Callable[[T], R], item: T) -> R:
+    """Run one item on a Dask worker, with the pool's thread limits (one task per worker thread)."""
+    global _worker_ready
+    if not _worker_ready:
+        from bhds.parallel import init_worker
+
+        init_worker()
+        _worker_ready = True
+    return func(item)
+
+
+class DaskExecutor:
+    """A connection to a Dask scheduler, opened on first use and closed with the command.
+
+    `local:N` starts a LocalCluster of N worker processes of one thread each (the pool's shape)
+    and closes it afterwards; any other value is the address of a running scheduler.
+    """
+
+    def __init__(self, scheduler: str) -> None:
+        require_dask(scheduler)
+        self.scheduler = scheduler
+        self._client: Client | None = None
+        self._cluster: LocalCluster | None = None
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            self._client = self._connect()
+        return self._client
+
+    def _connect(self) -> Client:
+        from distributed import Client, LocalCluster
+
+        if self.scheduler.startswith(LOCAL_PREFIX):
+            import dask
+
+            workers = int(self.scheduler[len(LOCAL_PREFIX):])
+            log.info("starting a local Dask cluster of %d worker process(es)", workers)
+            try:
+                with dask.config.set(LOCAL_WORKER_CONFIG):
+                    self._cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                                 dashboard_address=":0", silence_logs=logging.ERROR)
+            except (OSError, RuntimeError) as exc:
+                raise ConfigError(f"could not start a local Dask cluster of {workers} worker(s) ({exc}): "
+                                  "run without --scheduler to use the process pool") from None
+            return Client(self._cluster)
+        try:
+            client = Client(self.scheduler, timeout=CONNECT_TIMEOUT)
+        except (OSError, TimeoutError) as exc:
+            raise ConfigError(f"cannot reach the Dask scheduler at {self.scheduler} ({exc}): start it "
+                              "(`dask scheduler`, then `dask worker ADDRESS` on each machine) or fix --scheduler "
+                              "/ DASK_SCHEDULER_ADDRESS") from None
+        log.info("running on the Dask scheduler at %s", self.scheduler)
+        return client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        if self._cluster is not None:
+            self._cluster.close()
+            self._cluster = None
+
+    def slots(self) -> int:
+        """Worker threads the scheduler has now (at least 1)."""
+        return max(1, sum(self.client.nthreads().values()))
+
+    def imap(self, func: Callable[[T], R], items: Iterable[T], *, max_pending: int | None = None
+             ) -> Iterator[tuple[T, R | BaseException]]:
+        """Yield `(item, result_or_exception)` as tasks finish, at most `max_pending` in flight.
+
+        A task that raises is that item's exception; a task whose workers kept dying is Dask's
+        KilledWorker (Dask re-runs it on another worker first, `distributed.scheduler.allowed-failures`).
+        """
+        from distributed import as_completed
+
+        client = self.client
+        limit = max_pending or 2 * self.slots()
+        queue = iter(items)
+        pending: dict[Any, T] = {}
+        finished = as_completed()
+
+        def submit(item: T) -> None:
+            # pure=False: the same item in another run is new work, never a cached result.
+            future = client.submit(_on_worker, func, item, pure=False)
+            pending[future] = item
+            finished.add(future)
+
+        for item in queue:
+            submit(item)
+            if len(pending) >= limit:
+                break
+        try:
+            for future in finished:
+                item = pending.pop(future)
+                if future.status == "finished":
+                    outcome: R | BaseException = future.result()
+                elif future.status == "cancelled":
+                    outcome = RuntimeError("the Dask scheduler cancelled this task (was the cluster shut down?)")
+                else:
+                    outcome = _one_line(future.exception())
+                future.release()
+                yield item, outcome
+                nxt = next(queue, _END)
+                if nxt is not _END:
+                    submit(nxt)
+        finally:
+            # Stopped early (error, Ctrl-C): nothing the client no longer waits for keeps running.
+            if pending:
+                client.cancel(list(pending))
+
+
+_END: Any = object()
+
+
+class TaskError(Exception):
+    """A task's error whose message spanned lines (Dask's own are paragraphs), told on one line."""
+
+
+def _one_line(exc: BaseException) -> BaseException:
+    message = str(exc)
+    if "\n" not in message:
+        return exc
+    folded = TaskError(f"{type(exc).__name__}: {' '.join(message.split())}")
+    folded.__cause__ = exc
+    return folded
