@@ -109,6 +109,10 @@ def _run(ctx: click.Context, target: str, kwargs: dict[str, Any]) -> RunSummary:
     setup_logging(settings.debug)
     module_name, func_name = target.split(":")
     func = getattr(importlib.import_module(f"bhds.workflows.{module_name}"), func_name)
+    if settings.store_url:  # the data root is a bucket: run in a synced working copy, then publish
+        from bhds.objstore.workcopy import run_in_working_copy
+
+        return run_in_working_copy(settings, target, kwargs, lambda: func(settings, **kwargs))
     return func(settings, **kwargs)
 
 

@@ -1,0 +1,192 @@
+"""A tree's published generation, and the local working copy kept equal to it.
+
+The manifest `binance_data/<tree>/_manifest.json` is the tree: its generation number and, per
+file, the object key (inside the tree) and ETag. Objects are never overwritten once published:
+generation N's new or changed files go under `_g<N>.<writer token>/`, unchanged ones keep their
+key. Publishing is: upload, then replace the manifest with `If-Match` on the one the run started
+from (a writer that was overtaken fails instead of publishing over it), then delete the objects
+that neither this generation nor the previous one lists (a reader that fetched the previous
+manifest a moment ago can still read its files).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bhds import paths
+from bhds.errors import LockBusy
+from bhds.objstore.store import ObjectStore
+from bhds.paths import Layout
+
+log = logging.getLogger("bhds")
+MANIFEST_FORMAT = 1
+
+
+@dataclass
+class Manifest:
+    tree: str
+    generation: int = 0
+    objects: dict[str, dict] = field(default_factory=dict)  # file (relative to the tree) -> {key, etag, size}
+    etag: str | None = None  # of the manifest object itself; None: nothing published yet
+
+    def to_bytes(self) -> bytes:
+        return json.dumps({"format": MANIFEST_FORMAT, "tree": self.tree, "generation": self.generation,
+                           "published": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                           "objects": self.objects}, indent=0, sort_keys=True).encode()
+
+
+def read_manifest(store: ObjectStore, tree: str) -> Manifest:
+    """The published generation of `tree` (generation 0, empty, when none was published)."""
+    found = store.read(paths.store_key(tree, paths.STORE_MANIFEST))
+    if found is None:
+        return Manifest(tree)
+    body = json.loads(found[0])
+    return Manifest(tree, int(body["generation"]), dict(body["objects"]), found[1])
+
+
+def local_files(tree_dir: Path, tree: str) -> dict[str, tuple[int, int]]:
+    """Every publishable file of a local tree: relative path -> (size, mtime_ns)."""
+    out: dict[str, tuple[int, int]] = {}
+    for dirpath, dirs, files in os.walk(tree_dir):
+        dirs.sort()
+        for name in files:
+            full = os.path.join(dirpath, name)
+            rel = os.path.relpath(full, tree_dir).replace(os.sep, "/")
+            if paths.store_skips(tree, rel):
+                continue
+            st = os.stat(full)
+            out[rel] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+def _load_record(layout: Layout, tree: str) -> dict:
+    try:
+        return json.loads(paths.sync_record(layout, tree).read_text())
+    except (FileNotFoundError, ValueError):
+        return {"generation": None, "files": {}}
+
+
+def _save_record(layout: Layout, tree: str, generation: int, files: dict[str, list]) -> None:
+    from bhds.storage import write_bytes
+
+    record = paths.sync_record(layout, tree)
+    record.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes(json.dumps({"generation": generation, "files": files}).encode(), record)
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _drop_sqlite_sides(path: Path) -> None:
+    """A replaced SQLite file must not meet the old file's WAL (SQLite would replay it onto the new one)."""
+    for suffix in ("-wal", "-shm"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+
+
+def sync_down(store: ObjectStore, layout: Layout, tree_dir: Path) -> Manifest:
+    """Make the local tree equal to its published generation; fetch only files whose ETag or local copy changed."""
+    tree = paths.store_tree_name(layout, tree_dir)
+    manifest = read_manifest(store, tree)
+    record = _load_record(layout, tree)
+    local = local_files(tree_dir, tree)
+    fetch = []
+    for rel, obj in manifest.objects.items():
+        known = record["files"].get(rel)
+        if known is None or known[0] != obj["etag"] or tuple(known[1:]) != local.get(rel):
+            fetch.append(rel)
+    token = secrets.token_hex(4)
+    temps = {rel: paths.temp_path(tree_dir / rel, token) for rel in fetch}
+    for temp in temps.values():
+        temp.parent.mkdir(parents=True, exist_ok=True)
+    store.get_files([(paths.store_key(tree, manifest.objects[rel]["key"]), temps[rel]) for rel in fetch])
+    for rel, temp in temps.items():
+        os.replace(temp, tree_dir / rel)
+        _drop_sqlite_sides(tree_dir / rel)
+    stale = [rel for rel in local if rel not in manifest.objects]
+    for rel in stale:
+        (tree_dir / rel).unlink(missing_ok=True)
+        _drop_sqlite_sides(tree_dir / rel)
+        _prune_empty(tree_dir, (tree_dir / rel).parent)
+    files = {}
+    for rel, obj in manifest.objects.items():
+        st = os.stat(tree_dir / rel)
+        files[rel] = [obj["etag"], st.st_size, st.st_mtime_ns]
+    _save_record(layout, tree, manifest.generation, files)
+    if fetch or stale:
+        log.info("%s: working copy at generation %d (%d fetched, %d removed)", tree, manifest.generation, len(fetch), len(stale))
+    return manifest
+
+
+def _prune_empty(top: Path, folder: Path) -> None:
+    """Remove folders emptied by a sync (an object store has no empty folders, so neither has a synced copy)."""
+    while folder != top and folder.is_relative_to(top):
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        folder = folder.parent
+
+
+def publish(store: ObjectStore, layout: Layout, tree_dir: Path, base: Manifest,
+            still_held: Callable[[], bool] = lambda: True) -> Manifest:
+    """Publish the local tree as the generation after `base` (the one the run synced from), if anything changed.
+
+    `still_held` is asked just before the manifest is replaced: a run that lost its lease stops there.
+    """
+    tree = base.tree
+    record = _load_record(layout, tree)
+    local = local_files(tree_dir, tree)
+    keep: dict[str, dict] = {}
+    upload: list[str] = []
+    for rel, stat in local.items():
+        obj, known = base.objects.get(rel), record["files"].get(rel)
+        if obj is not None and known is not None and known[0] == obj["etag"] and tuple(known[1:]) == stat:
+            keep[rel] = obj
+        elif obj is not None and "-" not in obj["etag"] and obj["size"] == stat[0] and _md5(tree_dir / rel) == obj["etag"]:
+            keep[rel] = obj  # rewritten with the same bytes
+        else:
+            upload.append(rel)
+    if not upload and set(keep) == set(base.objects):
+        return base
+    generation = base.generation + 1
+    folder = paths.store_generation_dir(generation, secrets.token_hex(4))
+    sizes = {rel: local[rel][0] for rel in upload}
+    etags = store.put_files([(tree_dir / rel, paths.store_key(tree, f"{folder}/{rel}")) for rel in upload])
+    objects = dict(keep)
+    for rel in upload:
+        objects[rel] = {"key": f"{folder}/{rel}", "etag": etags[paths.store_key(tree, f"{folder}/{rel}")], "size": sizes[rel]}
+    new = Manifest(tree, generation, dict(sorted(objects.items())))
+    if not still_held():
+        raise LockBusy(f"the lease of {tree} was lost before publishing (this run stalled longer than BHDS_LEASE_SECONDS): "
+                       "run the command again")
+    key = paths.store_key(tree, paths.STORE_MANIFEST)
+    data = new.to_bytes()
+    new.etag = store.replace(key, data, base.etag) if base.etag else store.create(key, data)
+    if new.etag is None:
+        raise LockBusy(f"{tree} was published by another writer during this run: run the command again")
+    _save_record(layout, tree, generation, {rel: [obj["etag"], *local[rel]] for rel, obj in new.objects.items()})
+    collect_garbage(store, tree, keep=[base, new])
+    log.info("%s: published generation %d (%d files uploaded, %d kept)", tree, generation, len(upload), len(keep))
+    return new
+
+
+def collect_garbage(store: ObjectStore, tree: str, keep: list[Manifest]) -> int:
+    """Delete the generation objects of `tree` that no manifest in `keep` lists (older generations, killed writers)."""
+    listed = {paths.store_key(tree, obj["key"]) for manifest in keep for obj in manifest.objects.values()}
+    prefix = paths.store_key(tree, "_g")
+    doomed = [key for key in store.list(prefix) if key not in listed]
+    store.delete(doomed)
+    return len(doomed)

@@ -1,0 +1,49 @@
+"""A real S3 server on loopback for the object-store tests: moto's standalone server, in a thread."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+
+@dataclass
+class S3Server:
+    endpoint: str
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The standard AWS variables that aim boto/s3fs (and so bhds) at this server."""
+        return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_REGION": "us-east-1"}
+
+    def new_bucket(self) -> str:
+        """A fresh, empty bucket; its name."""
+        import boto3
+
+        name = f"bhds-{secrets.token_hex(4)}"
+        boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
+                     region_name="us-east-1").create_bucket(Bucket=name)
+        return name
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    moto_server = pytest.importorskip("moto.server")
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield S3Server(f"http://{host}:{port}")
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh bucket, with the AWS variables set in this process; returns `s3://<bucket>`."""
+    for key, value in s3_server.env.items():
+        monkeypatch.setenv(key, value)
+    return f"s3://{s3_server.new_bucket()}"
