@@ -189,7 +189,8 @@ class S3Store(ObjectStore):
                 answer = await self.fs._call_s3("put_object", Bucket=self.bucket, Key=self.prefix + key,
                                                 Body=Path(local).read_bytes())
                 return key, _etag(answer.get("ETag"))
-            await self.fs._put_file(str(local), self.path(key))  # multipart: completed whole, or aborted
+            # Multipart (parts of MULTIPART_BYTES / 4): the object appears when the upload completes, whole.
+            await self.fs._put_file(str(local), self.path(key), chunksize=MULTIPART_BYTES // 4)
             answer = await self.fs._call_s3("head_object", Bucket=self.bucket, Key=self.prefix + key)
             return key, _etag(answer.get("ETag"))
         return dict(self._bounded([one(local, key) for local, key in items]))
