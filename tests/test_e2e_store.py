@@ -1,0 +1,178 @@
+"""End to end with the data root in a bucket: the five scripts with CRYPTO_BASE_DIR=s3://... against
+moto's S3 server and the fake Binance give, value by value, what a local run gives on the same
+archive; a command killed mid-publish leaves a whole generation readable and a re-run converges;
+a command finding another process's lease exits 75."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import boto3
+import pandas as pd
+import pytest
+
+from bhds import paths
+from bhds.objstore.lease import Lease, held
+from bhds.objstore.manifest import read_manifest, sync_down
+from bhds.objstore.store import open_store
+from bhds.paths import Layout
+from bhds.settings import StoreAccess
+from bhds.types import TradeType
+from tests.conftest import fake_on_copy
+from tests.test_e2e_scripts import SCRIPTS, run_scripts
+
+REPO = Path(__file__).resolve().parent.parent
+TREES = ("parsed_data", "api_data", "results_data")
+
+
+def access(server) -> StoreAccess:
+    return StoreAccess(endpoint_url=server.endpoint, region="us-east-1", access_key_id="testing", secret_access_key="testing")
+
+
+def published_copy(url: str, server, into: Path) -> Path:
+    """Everything published under `url`, fetched through the manifests into a fresh folder (not the writer's copy)."""
+    store = open_store(url, access(server))
+    layout = Layout(into / "binance_data")
+    for tt in TradeType:
+        for kind in paths.STORE_TREE_KINDS:
+            sync_down(store, layout, paths.store_tree_dir(layout, kind, tt))
+    return layout.root
+
+
+def parquet_tree(root: Path) -> dict[str, pd.DataFrame]:
+    return {p.relative_to(root).as_posix(): pd.read_parquet(p) for p in sorted(root.rglob("*.pqt"))}
+
+
+def assert_same_values(expected_root: Path, actual_root: Path) -> None:
+    for tree in TREES:
+        expected, actual = parquet_tree(expected_root / tree), parquet_tree(actual_root / tree)
+        assert list(actual) == list(expected), tree
+        for name, frame in expected.items():
+            pd.testing.assert_frame_equal(actual[name], frame, check_exact=True, obj=name)
+
+
+@pytest.fixture(scope="module")
+def local_run(default_archive: Path, tmp_path_factory: pytest.TempPathFactory):
+    work = tmp_path_factory.mktemp("e2e-local")
+    fake, env = fake_on_copy(default_archive, work)
+    try:
+        procs = run_scripts(env)
+    finally:
+        fake.stop()
+    assert all(p.returncode == 0 for p in procs), [p.stderr[-2000:] for p in procs]
+    return work / "crypto" / "binance_data"
+
+
+@pytest.fixture(scope="module")
+def s3_run(default_archive: Path, tmp_path_factory: pytest.TempPathFactory, s3_server):
+    work = tmp_path_factory.mktemp("e2e-s3")
+    url = f"s3://{s3_server.new_bucket()}/store"
+    fake, env = fake_on_copy(default_archive, work)
+    env.update(s3_server.env, CRYPTO_BASE_DIR=url, BHDS_WORK_DIR=str(work / "working-copy"), BHDS_LEASE_SECONDS="20")
+    try:
+        procs = run_scripts(env)
+    finally:
+        fake.stop()
+    return url, procs, env, work
+
+
+def test_scripts_succeed_with_a_bucket_root(s3_run) -> None:
+    _, procs, _, _ = s3_run
+    for script, proc in zip(SCRIPTS, procs):
+        assert proc.returncode == 0, f"{script} exited {proc.returncode}:\n{proc.stderr[-3000:]}"
+        assert "Traceback" not in proc.stderr
+        assert all(" failed=0 " in line for line in proc.stdout.strip().splitlines()), proc.stdout
+
+
+def test_bucket_holds_the_local_results_value_by_value(s3_run, local_run, s3_server, tmp_path: Path) -> None:
+    url, _, _, _ = s3_run
+    published = published_copy(url, s3_server, tmp_path / "reader")
+    assert_same_values(local_run, published)
+    mirror = lambda root: sorted(p.relative_to(root).as_posix() for p in (root / "aws_data").rglob("*") if p.is_file())  # noqa: E731
+    assert mirror(published) == mirror(local_run)
+    # Nothing but manifests, leases-free trees and generation objects in the bucket: no temp files, no leases left.
+    bucket, prefix = url[len("s3://"):].split("/", 1)
+    client = boto3.client("s3", endpoint_url=s3_server.endpoint, aws_access_key_id="testing",
+                          aws_secret_access_key="testing", region_name="us-east-1")
+    keys = [o["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+            for o in page.get("Contents", [])]
+    assert not [k for k in keys if k.endswith(paths.STORE_LEASE) or paths.TEMP_MARKER in k or k.endswith(".part")]
+    assert all("/_g" in k or k.endswith(paths.STORE_MANIFEST) for k in keys)
+
+
+def test_a_second_run_publishes_nothing_new(s3_run, s3_server) -> None:
+    url, _, env, _ = s3_run
+    store = open_store(url, access(s3_server))
+    names = [f"{root}/{tt.value}" for root in TREES for tt in TradeType]
+    before = {tree: read_manifest(store, tree).generation for tree in names}
+    proc = subprocess.run(["bash", str(REPO / "scripts" / "resample.sh")], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert {tree: read_manifest(store, tree).generation for tree in names} == before
+
+
+def _bhds(env: dict[str, str], *argv: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(REPO / "bhds.py"), *argv], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def test_killed_mid_publish_then_rerun(s3_run, s3_server, local_run, tmp_path: Path) -> None:
+    """SIGKILL as soon as the new generation's first object lands: readers see a whole generation
+    (old or new, never a mix), and the same command run again publishes what a local run gives."""
+    url, _, env, work = s3_run
+    store = open_store(url, access(s3_server))
+    tree = "results_data/spot"
+    old = read_manifest(store, tree)
+    argv = ("generate", "kline-type", "spot", "1m", "--no-split-gaps", "--with-vwap", "--no-with-funding-rates")
+    killed = _bhds(env, *argv)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and killed.poll() is None:
+        if any(k.split("/")[3].startswith(f"_g{old.generation + 1:06d}.") for k in store.list(f"binance_data/{tree}/_g")
+               if k.count("/") > 3):
+            break
+        time.sleep(0.01)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    now = read_manifest(store, tree)
+    assert now.generation in (old.generation, old.generation + 1)
+    reader = published_copy(url, s3_server, tmp_path / "reader")
+    for name, obj in now.objects.items():  # every listed object is there, whole
+        assert (reader / tree / name).stat().st_size == obj["size"]
+    # The same command again (its dead lease is taken over at once: same host, PID gone) converges.
+    proc = subprocess.run([sys.executable, str(REPO / "bhds.py"), *argv], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    local_env = dict(env, CRYPTO_BASE_DIR=str(tmp_path / "local"))
+    local_env.pop("BHDS_WORK_DIR")
+    (tmp_path / "local").mkdir()
+    subprocess.run(["cp", "-a", str(local_run), str(tmp_path / "local")], check=True)
+    proc = subprocess.run([sys.executable, str(REPO / "bhds.py"), *argv], env=local_env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    final = published_copy(url, s3_server, tmp_path / "reader2")
+    expected, actual = parquet_tree(tmp_path / "local/binance_data/results_data/spot/klines"), parquet_tree(final / tree / "klines")
+    assert list(actual) == list(expected)
+    for name, frame in expected.items():
+        pd.testing.assert_frame_equal(actual[name], frame, check_exact=True, obj=name)
+    # Only the published generation and the one before it are left in the bucket.
+    kept = {o["key"].split("/")[0] for o in read_manifest(store, tree).objects.values()}
+    folders = {k.split("/")[3] for k in store.list(f"binance_data/{tree}/_g")}
+    assert folders <= kept | {o["key"].split("/")[0] for o in now.objects.values()} | {o["key"].split("/")[0] for o in old.objects.values()}
+
+
+def test_a_leased_tree_makes_a_command_exit_75(s3_run, s3_server) -> None:
+    url, _, env, _ = s3_run
+    store = open_store(url, access(s3_server))
+    key = paths.store_key("results_data/um_futures", paths.STORE_LEASE)
+    with held([Lease(store, key, 30.0, "test", "results_data/um_futures")], timeout=0):
+        proc = subprocess.run([sys.executable, str(REPO / "bhds.py"), "generate", "resample-type", "um_futures", "1h", "5m"],
+                              env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 75, proc.stderr
+    first = proc.stderr.strip().splitlines()[0]
+    assert first.startswith("bhds: error: another bhds process (") and "holds the lease of" in first
+    assert "Traceback" not in proc.stderr
+    waited = subprocess.run([sys.executable, str(REPO / "bhds.py"), "generate", "resample-type", "um_futures", "1h", "5m"],
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert waited.returncode == 0, waited.stderr
