@@ -6,7 +6,6 @@ reads os.environ.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -63,15 +62,22 @@ class Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
-@dataclass(frozen=True)
 class StoreAccess:
-    """How to reach the object store: the standard AWS variables (an unset one is left to the driver)."""
+    """How to reach the object store: the standard AWS variables (an unset one is left to the driver).
 
-    endpoint_url: str | None = None
-    region: str | None = None
-    access_key_id: str | None = None
-    secret_access_key: str | None = field(default=None, repr=False)
-    lease_seconds: float = DEFAULT_LEASE_SECONDS
+    A plain class, not a dataclass: dataclasses compile their methods when the module is imported,
+    and every local run imports this module.
+    """
+
+    __slots__ = ("endpoint_url", "region", "access_key_id", "secret_access_key", "lease_seconds")
+
+    def __init__(self, endpoint_url: str | None = None, region: str | None = None, access_key_id: str | None = None,
+                 secret_access_key: str | None = None, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
+        self.endpoint_url, self.region, self.lease_seconds = endpoint_url, region, lease_seconds
+        self.access_key_id, self.secret_access_key = access_key_id, secret_access_key
+
+    def __repr__(self) -> str:  # never print the secret
+        return f"StoreAccess(endpoint_url={self.endpoint_url!r}, region={self.region!r})"
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -162,6 +168,8 @@ def _work_dir(env: Mapping[str, str], url: str) -> Path:
         path = Path(os.path.expanduser(raw))
     else:
         cache = env.get("XDG_CACHE_HOME", "").strip() or os.path.join(os.path.expanduser("~"), ".cache")
+        import hashlib  # here, not at the top: OpenSSL's start-up is not free and local roots never need it
+
         digest = hashlib.sha256(url.encode()).hexdigest()[:16]
         path = Path(cache) / "bhds" / "work" / digest
     if path.exists() and not path.is_dir():

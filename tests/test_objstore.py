@@ -63,8 +63,18 @@ def test_store_moves_whole_objects_and_lists_etags(s3_bucket: str, tmp_path: Pat
     assert store.read("k/lease") is None
 
 
-def test_publish_sync_generations_and_gc(s3_bucket: str, tmp_path: Path) -> None:
-    store = open_store(s3_bucket, load_settings().store)
+@pytest.fixture(params=["s3", "memory"])
+def any_store(request: pytest.FixtureRequest):
+    """The protocol on S3 (moto), and on fsspec's memory file system (the generic driver: gs://, az://...)."""
+    if request.param == "memory":
+        import secrets
+
+        return open_store(f"memory://bhds-{secrets.token_hex(4)}/prefix")
+    return open_store(request.getfixturevalue("s3_bucket") + "/prefix", load_settings().store)
+
+
+def test_publish_sync_generations_and_gc(any_store, tmp_path: Path) -> None:
+    store = any_store
     a_layout, a = copy_of(tmp_path, "a")
     b_layout, b = copy_of(tmp_path, "b")
     write(a, "klines/1m/BTCUSDT.pqt", b"btc-1")
@@ -108,9 +118,9 @@ def test_publish_sync_generations_and_gc(s3_bucket: str, tmp_path: Path) -> None
     assert files(b) == {"klines/1m/BTCUSDT.pqt": b"btc-2"}
 
 
-def test_an_overtaken_writer_does_not_publish(s3_bucket: str, tmp_path: Path) -> None:
+def test_an_overtaken_writer_does_not_publish(any_store, tmp_path: Path) -> None:
     """The manifest is replaced with If-Match on the one the run started from."""
-    store = open_store(s3_bucket, load_settings().store)
+    store = any_store
     a_layout, a = copy_of(tmp_path, "a")
     b_layout, b = copy_of(tmp_path, "b")
     base_a, base_b = sync_down(store, a_layout, a), sync_down(store, b_layout, b)
