@@ -18,7 +18,7 @@ import pytest
 
 from bhds import paths
 from bhds.objstore.lease import Lease, held
-from bhds.objstore.manifest import read_manifest, sync_down
+from bhds.objstore.manifest import published_files, read_manifest, sync_down
 from bhds.objstore.store import open_store
 from bhds.paths import Layout
 from bhds.settings import StoreAccess
@@ -103,6 +103,19 @@ def test_bucket_holds_the_local_results_value_by_value(s3_run, local_run, s3_ser
             for o in page.get("Contents", [])]
     assert not [k for k in keys if k.endswith(paths.STORE_LEASE) or paths.TEMP_MARKER in k or k.endswith(".part")]
     assert all("/_g" in k or k.endswith(paths.STORE_MANIFEST) for k in keys)
+
+
+def test_readers_find_the_published_files_by_the_manifest(s3_run, local_run, s3_server, monkeypatch) -> None:
+    url, _, _, _ = s3_run
+    for key, value in s3_server.env.items():
+        monkeypatch.setenv(key, value)
+    files = published_files(url, "results_data/spot")
+    expected = sorted(p.relative_to(local_run / "results_data/spot").as_posix()
+                      for p in (local_run / "results_data/spot").rglob("*.pqt"))
+    assert sorted(files) == expected
+    options = {"client_kwargs": {"endpoint_url": s3_server.endpoint}, "key": "testing", "secret": "testing"}
+    frame = pd.read_parquet(files["klines/1m/BTCUSDT.pqt"], storage_options=options)
+    pd.testing.assert_frame_equal(frame, pd.read_parquet(local_run / "results_data/spot/klines/1m/BTCUSDT.pqt"), check_exact=True)
 
 
 def test_a_second_run_publishes_nothing_new(s3_run, s3_server) -> None:

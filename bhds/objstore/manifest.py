@@ -190,3 +190,17 @@ def collect_garbage(store: ObjectStore, tree: str, keep: list[Manifest]) -> int:
     doomed = [key for key in store.list(prefix) if key not in listed]
     store.delete(doomed)
     return len(doomed)
+
+
+def published_files(url: str, tree: str) -> dict[str, str]:
+    """The files of a published tree (e.g. `results_data/spot`), path inside the tree -> object URL.
+
+    For reading the bucket without a working copy: `pd.read_parquet(files["klines/1m/BTCUSDT.pqt"],
+    storage_options=...)`. The URLs stay readable until the generation after next is published.
+    """
+    from bhds.objstore.store import open_store
+    from bhds.settings import load_settings
+
+    store = open_store(url, load_settings({**os.environ, "CRYPTO_BASE_DIR": url}).store)
+    manifest = read_manifest(store, tree.strip("/"))
+    return {rel: f"{store.url}/{paths.store_key(manifest.tree, obj['key'])}" for rel, obj in manifest.objects.items()}
