@@ -280,3 +280,38 @@ def test_without_s3fs_an_s3_root_is_one_line_naming_the_extra(tmp_path: Path) ->
     assert proc.stderr.splitlines()[0] == ("bhds: error: CRYPTO_BASE_DIR='s3://bucket/prefix' needs the S3 driver: "
                                            "pip install 'bhds[s3]'")
     assert "Traceback" not in proc.stderr
+
+
+def test_a_missing_bucket_is_one_line(s3_server, tmp_path: Path) -> None:
+    env = dict(os.environ, **s3_server.env, PYTHONPATH=str(REPO), CRYPTO_BASE_DIR="s3://no-such-bucket/prefix",
+               BHDS_WORK_DIR=str(tmp_path / "w"))
+    proc = subprocess.run([sys.executable, str(REPO / "bhds.py"), "generate", "kline-type", "spot", "1m"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines()[0] == ("bhds: error: CRYPTO_BASE_DIR='s3://no-such-bucket/prefix': bucket "
+                                           "'no-such-bucket' does not exist: create it, or check AWS_ENDPOINT_URL and AWS_REGION")
+
+
+def test_sync_reads_the_manifest_again_when_its_objects_were_collected(s3_bucket: str, tmp_path: Path) -> None:
+    """A reader that fetched manifest N while N+1 and N+2 were published finds N's objects gone: it retries."""
+    store = open_store(s3_bucket, load_settings().store)
+    a_layout, a = copy_of(tmp_path, "a")
+    b_layout, b = copy_of(tmp_path, "b")
+    base = sync_down(store, a_layout, a)
+    write(a, "x.pqt", b"1")
+    g1 = publish(store, a_layout, a, base)
+    real_get = store.get_files
+    calls = []
+
+    def publish_twice_first(items):  # noqa: ANN001, ANN202 - the writer overtakes the reader mid-sync
+        if not calls:
+            write(a, "x.pqt", b"2")
+            g2 = publish(store, a_layout, a, g1)
+            write(a, "x.pqt", b"3")
+            publish(store, a_layout, a, g2)
+        calls.append(items)
+        return real_get(items)
+
+    store.get_files = publish_twice_first
+    assert sync_down(store, b_layout, b).generation == 3
+    assert files(b) == {"x.pqt": b"3"} and len(calls) == 2

@@ -96,8 +96,23 @@ def _drop_sqlite_sides(path: Path) -> None:
         path.with_name(path.name + suffix).unlink(missing_ok=True)
 
 
-def sync_down(store: ObjectStore, layout: Layout, tree_dir: Path) -> Manifest:
-    """Make the local tree equal to its published generation; fetch only files whose ETag or local copy changed."""
+def sync_down(store: ObjectStore, layout: Layout, tree_dir: Path, attempts: int = 3) -> Manifest:
+    """Make the local tree equal to its published generation; fetch only files whose ETag or local copy changed.
+
+    An object gone while fetching means two generations were published meanwhile (the older one's
+    objects collected): read the manifest again.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return _sync_once(store, layout, tree_dir)
+        except FileNotFoundError:
+            if attempt == attempts:
+                raise
+            log.info("%s: a newer generation was published while syncing; syncing again", tree_dir)
+    raise AssertionError("unreachable")
+
+
+def _sync_once(store: ObjectStore, layout: Layout, tree_dir: Path) -> Manifest:
     tree = paths.store_tree_name(layout, tree_dir)
     manifest = read_manifest(store, tree)
     record = _load_record(layout, tree)
@@ -111,7 +126,12 @@ def sync_down(store: ObjectStore, layout: Layout, tree_dir: Path) -> Manifest:
     temps = {rel: paths.temp_path(tree_dir / rel, token) for rel in fetch}
     for temp in temps.values():
         temp.parent.mkdir(parents=True, exist_ok=True)
-    store.get_files([(paths.store_key(tree, manifest.objects[rel]["key"]), temps[rel]) for rel in fetch])
+    try:
+        store.get_files([(paths.store_key(tree, manifest.objects[rel]["key"]), temps[rel]) for rel in fetch])
+    except BaseException:
+        for temp in temps.values():
+            temp.unlink(missing_ok=True)
+        raise
     for rel, temp in temps.items():
         os.replace(temp, tree_dir / rel)
         _drop_sqlite_sides(tree_dir / rel)

@@ -72,6 +72,9 @@ class ObjectStore:
     def path(self, key: str) -> str:
         return f"{self.root}/{key}"
 
+    def check(self) -> None:
+        """Fail early when the store cannot be reached (S3: the bucket and the credentials)."""
+
     # Subclasses implement these.
     def read(self, key: str) -> tuple[bytes, str] | None: raise NotImplementedError  # noqa: E704
     def put(self, key: str, data: bytes) -> str: raise NotImplementedError  # noqa: E704
@@ -101,9 +104,24 @@ class S3Store(ObjectStore):
         except (FileNotFoundError, FileExistsError, PermissionError):
             raise
         except OSError as exc:
-            if "pre-conditions" in str(exc) or "PreconditionFailed" in str(exc):
+            if "pre-conditions" in str(exc) or "PreconditionFailed" in str(exc) or "onflict" in str(exc):
                 raise
             raise NetworkError(f"object store {self.url}: {exc}: check AWS_ENDPOINT_URL and the credentials, then run again") from exc
+        except Exception as exc:  # botocore's own: no connection, bad endpoint, expired token...
+            if type(exc).__module__.split(".")[0] in ("botocore", "aiobotocore"):
+                raise NetworkError(f"object store {self.url}: {exc}: check AWS_ENDPOINT_URL and the network, then run again") from exc
+            raise
+
+    def check(self) -> None:
+        """Fail early, in one line, when the bucket is missing or refuses these credentials."""
+        try:
+            self._sync(self.fs._call_s3("head_bucket", Bucket=self.bucket))
+        except FileNotFoundError:
+            raise ConfigError(f"CRYPTO_BASE_DIR={self.url!r}: bucket {self.bucket!r} does not exist: create it, "
+                              "or check AWS_ENDPOINT_URL and AWS_REGION") from None
+        except PermissionError:
+            raise ConfigError(f"CRYPTO_BASE_DIR={self.url!r}: access to bucket {self.bucket!r} denied: "
+                              "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY") from None
 
     def _call(self, method: str, key: str, **kwargs: Any) -> dict:
         return self._sync(self.fs._call_s3(method, Bucket=self.bucket, Key=self.prefix + key, **kwargs))

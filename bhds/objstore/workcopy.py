@@ -84,6 +84,7 @@ def run_in_working_copy(settings: Settings, target: str, kwargs: Mapping[str, An
 
     assert settings.store_url is not None
     store = open_store(settings.store_url, settings.store)
+    store.check()
     layout = Layout(settings.data_dir)
     layout.root.mkdir(parents=True, exist_ok=True)
     reads, writes = trees_of(layout, target, kwargs)
