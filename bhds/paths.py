@@ -363,6 +363,7 @@ def list_files(directory: Path, suffix: str) -> list[Path]:
 
 STORE_MANIFEST = "_manifest.json"
 STORE_LEASE = "_lease"
+STORE_COLLECTED = "_collected"  # the generation whose garbage collection finished
 # The kinds of tree a command reads or writes as a whole; each is published by its own manifest.
 STORE_TREE_KINDS = ("aws", "parsed", "api", "results", "state")
 # Under `.bhds/`, what stays with the machine: its locks, its run log, link templates, SQLite's side files.

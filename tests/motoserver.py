@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import pytest
 
@@ -12,6 +13,8 @@ import pytest
 @dataclass
 class S3Server:
     endpoint: str
+    # Called with (method, path) before the server handles each request: a test's tripwire.
+    hooks: list[Callable[[str, str], None]] = field(default_factory=list)
 
     @property
     def env(self) -> dict[str, str]:
@@ -29,14 +32,36 @@ class S3Server:
         return name
 
 
+def _hooked_server(hooks: list[Callable[[str, str], None]]):  # noqa: ANN202 - a ThreadedMotoServer
+    """moto's threaded server with `hooks` run on every request before moto answers it."""
+    from moto.moto_server import threaded_moto_server as threaded
+    from werkzeug.serving import make_server
+
+    class Hooked(threaded.ThreadedMotoServer):
+        def _server_entry(self) -> None:
+            app = threaded.DomainDispatcherApplication(threaded.create_backend_app)
+
+            def hooked(environ: dict, start_response: Callable) -> object:
+                for hook in list(hooks):
+                    hook(environ["REQUEST_METHOD"], environ.get("PATH_INFO", ""))
+                return app(environ, start_response)
+
+            self._server = make_server(self._ip_address, self._port, hooked, True, request_handler=threaded.MotoRequestHandler)
+            self._server_ready_event.set()
+            self._server.serve_forever()
+
+    return Hooked(ip_address="127.0.0.1", port=0, verbose=False)
+
+
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[S3Server]:
-    moto_server = pytest.importorskip("moto.server")
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    pytest.importorskip("moto.server")
+    hooks: list[Callable[[str, str], None]] = []
+    server = _hooked_server(hooks)
     server.start()
     host, port = server.get_host_and_port()
     try:
-        yield S3Server(f"http://{host}:{port}")
+        yield S3Server(f"http://{host}:{port}", hooks)
     finally:
         server.stop()
 

@@ -133,28 +133,45 @@ def _bhds(env: dict[str, str], *argv: str) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True)
 
 
-def test_killed_mid_publish_then_rerun(s3_run, s3_server, local_run, tmp_path: Path) -> None:
-    """SIGKILL as soon as the new generation's first object lands: readers see a whole generation
-    (old or new, never a mix), and the same command run again publishes what a local run gives."""
-    url, _, env, work = s3_run
+@pytest.mark.parametrize("kill_at", ["upload", "collect"])
+def test_killed_mid_publish_then_rerun(s3_run, s3_server, local_run, tmp_path: Path, kill_at: str) -> None:
+    """SIGKILL from inside the S3 server: at the 5th object upload of the new generation (the manifest
+    not yet written), or at the garbage collection (just published). Readers see a whole generation,
+    old or new, and the same command run again publishes what a local run gives."""
+    url, _, env, _ = s3_run
     store = open_store(url, access(s3_server))
     tree = "results_data/spot"
     old = read_manifest(store, tree)
-    argv = ("generate", "kline-type", "spot", "1m", "--no-split-gaps", "--with-vwap", "--no-with-funding-rates")
+    # Results other than the scripts' (and than the previous case's), so this run publishes something:
+    # without VWAP every file changes; without the gap split only the split symbol's do.
+    split = "--split-gaps" if kill_at == "upload" else "--no-split-gaps"
+    argv = ("generate", "kline-type", "spot", "1m", split, "--no-with-vwap", "--no-with-funding-rates")
     killed = _bhds(env, *argv)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and killed.poll() is None:
-        if any(k.split("/")[3].startswith(f"_g{old.generation + 1:06d}.") for k in store.list(f"binance_data/{tree}/_g")
-               if k.count("/") > 3):
-            break
-        time.sleep(0.01)
-    killed.send_signal(signal.SIGKILL)
-    killed.wait()
+    seen = []
+
+    def tripwire(method: str, path: str) -> None:
+        if f"/{tree}/_g{old.generation + 1:06d}." in path and method == "PUT":
+            seen.append(path)
+            if kill_at == "upload" and len(seen) == 5:
+                os.kill(killed.pid, signal.SIGKILL)
+
+    def collect_tripwire(method: str, path: str) -> None:  # the GC's listing is the first request after the manifest
+        if kill_at == "collect" and method == "PUT" and path.endswith(f"/{tree}/{paths.STORE_MANIFEST}"):
+            s3_server.hooks.append(lambda m, p: os.kill(killed.pid, signal.SIGKILL) if m == "GET" else None)
+
+    s3_server.hooks.extend([tripwire, collect_tripwire])
+    try:
+        assert killed.wait(600) == -signal.SIGKILL, killed.stderr.read()[-2000:]
+    finally:
+        s3_server.hooks.clear()
     now = read_manifest(store, tree)
-    assert now.generation in (old.generation, old.generation + 1)
+    assert now.generation == old.generation + (0 if kill_at == "upload" else 1)
+    assert seen, "the killed run uploaded nothing"
     reader = published_copy(url, s3_server, tmp_path / "reader")
     for name, obj in now.objects.items():  # every listed object is there, whole
         assert (reader / tree / name).stat().st_size == obj["size"]
+    leftovers = set(store.list(f"binance_data/{tree}/_g")) - {paths.store_key(tree, o["key"]) for o in now.objects.values()}
+    assert leftovers, "the dead writer left objects no manifest lists (or superseded ones)"
     # The same command again (its dead lease is taken over at once: same host, PID gone) converges.
     proc = subprocess.run([sys.executable, str(REPO / "bhds.py"), *argv], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -169,10 +186,12 @@ def test_killed_mid_publish_then_rerun(s3_run, s3_server, local_run, tmp_path: P
     assert list(actual) == list(expected)
     for name, frame in expected.items():
         pd.testing.assert_frame_equal(actual[name], frame, check_exact=True, obj=name)
-    # Only the published generation and the one before it are left in the bucket.
-    kept = {o["key"].split("/")[0] for o in read_manifest(store, tree).objects.values()}
-    folders = {k.split("/")[3] for k in store.list(f"binance_data/{tree}/_g")}
-    assert folders <= kept | {o["key"].split("/")[0] for o in now.objects.values()} | {o["key"].split("/")[0] for o in old.objects.values()}
+    # What the dead writer uploaded was collected; what remains is listed by a recent generation.
+    last = read_manifest(store, tree)
+    listed = {paths.store_key(tree, o["key"]) for m in (old, now, last) for o in m.objects.values()}
+    remaining = set(store.list(f"binance_data/{tree}/_g"))
+    assert remaining <= listed
+    assert not [key for key in remaining if any(path.endswith(f"/{key}") for path in seen)]
 
 
 def test_a_leased_tree_makes_a_command_exit_75(s3_run, s3_server) -> None:

@@ -235,7 +235,7 @@ def test_killed_mid_publish_leaves_the_old_generation_and_a_rerun_converges(s3_b
         if {kill_at!r} == "after_upload":
             store.replace = store.create = die          # the manifest write never happens
         else:
-            manifest.collect_garbage = die              # published, then killed before the clean-up
+            manifest.finish_collection = die            # published, then killed before the clean-up
         manifest.publish(store, layout, tree, base)
     """, env)
     assert writer.wait(60) == -signal.SIGKILL, writer.stderr.read()
@@ -247,14 +247,20 @@ def test_killed_mid_publish_leaves_the_old_generation_and_a_rerun_converges(s3_b
     assert files(b) == {f"f{i:02d}.pqt": expected + b" %d" % i for i in range(20)}
     # The dead writer's objects are there, unlisted or superseded; the next publish collects them.
     assert len(store.list(f"binance_data/{TREE}/_g")) > len(published.objects)
-    write(a if kill_at == "after_upload" else b, "f00.pqt", b"rerun")
-    rerun_layout, rerun_tree = (a_layout, a) if kill_at == "after_upload" else (b_layout, b)
-    base = sync_down(store, rerun_layout, rerun_tree) if kill_at == "after_manifest" else published
+    stored = lambda: set(store.list(f"binance_data/{TREE}/_g"))  # noqa: E731
+    key = lambda k: f"binance_data/{TREE}/{k}"  # noqa: E731
     if kill_at == "after_manifest":
-        write(rerun_tree, "f00.pqt", b"rerun")
+        # Nothing new to publish, yet the next writer finishes the dead one's collection.
+        c_layout, c = copy_of(tmp_path, "c")
+        base = sync_down(store, c_layout, c)
+        assert publish(store, c_layout, c, base) is base
+        assert stored() == {key(o["key"]) for o in base.objects.values()} | {key(k) for k in base.superseded}
+    # A rerun with a change publishes and collects every object of the dead writer.
+    rerun_layout, rerun_tree = copy_of(tmp_path, "rerun")
+    base = sync_down(store, rerun_layout, rerun_tree)
+    write(rerun_tree, "f00.pqt", b"rerun")
     final = publish(store, rerun_layout, rerun_tree, base)
-    listed = {f"binance_data/{TREE}/{o['key']}" for m in (base, final) for o in m.objects.values()}
-    assert set(store.list(f"binance_data/{TREE}/_g")) == listed
+    assert stored() == {key(o["key"]) for m in (base, final) for o in m.objects.values()}
     assert g1.generation == 1
 
 

@@ -36,11 +36,14 @@ class Manifest:
     generation: int = 0
     objects: dict[str, dict] = field(default_factory=dict)  # file (relative to the tree) -> {key, etag, size}
     etag: str | None = None  # of the manifest object itself; None: nothing published yet
+    # Keys the previous generation listed and this one does not: kept by the garbage collection for
+    # readers still on the previous generation.
+    superseded: list[str] = field(default_factory=list)
 
     def to_bytes(self) -> bytes:
         return json.dumps({"format": MANIFEST_FORMAT, "tree": self.tree, "generation": self.generation,
                            "published": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                           "objects": self.objects}, indent=0, sort_keys=True).encode()
+                           "objects": self.objects, "superseded": self.superseded}, indent=0, sort_keys=True).encode()
 
 
 def read_manifest(store: ObjectStore, tree: str) -> Manifest:
@@ -49,7 +52,7 @@ def read_manifest(store: ObjectStore, tree: str) -> Manifest:
     if found is None:
         return Manifest(tree)
     body = json.loads(found[0])
-    return Manifest(tree, int(body["generation"]), dict(body["objects"]), found[1])
+    return Manifest(tree, int(body["generation"]), dict(body["objects"]), found[1], list(body.get("superseded", [])))
 
 
 def local_files(tree_dir: Path, tree: str) -> dict[str, tuple[int, int]]:
@@ -180,6 +183,7 @@ def publish(store: ObjectStore, layout: Layout, tree_dir: Path, base: Manifest,
         else:
             upload.append(rel)
     if not upload and set(keep) == set(base.objects):
+        finish_collection(store, base)  # a writer killed after publishing may not have collected
         return base
     generation = base.generation + 1
     folder = paths.store_generation_dir(generation, secrets.token_hex(4))
@@ -188,7 +192,9 @@ def publish(store: ObjectStore, layout: Layout, tree_dir: Path, base: Manifest,
     objects = dict(keep)
     for rel in upload:
         objects[rel] = {"key": f"{folder}/{rel}", "etag": etags[paths.store_key(tree, f"{folder}/{rel}")], "size": sizes[rel]}
-    new = Manifest(tree, generation, dict(sorted(objects.items())))
+    listed = {obj["key"] for obj in objects.values()}
+    superseded = sorted({obj["key"] for obj in base.objects.values()} - listed)
+    new = Manifest(tree, generation, dict(sorted(objects.items())), superseded=superseded)
     if not still_held():
         raise LockBusy(f"the lease of {tree} was lost before publishing (this run stalled longer than BHDS_LEASE_SECONDS): "
                        "run the command again")
@@ -198,18 +204,30 @@ def publish(store: ObjectStore, layout: Layout, tree_dir: Path, base: Manifest,
     if new.etag is None:
         raise LockBusy(f"{tree} was published by another writer during this run: run the command again")
     _save_record(layout, tree, generation, {rel: [obj["etag"], *local[rel]] for rel, obj in new.objects.items()})
-    collect_garbage(store, tree, keep=[base, new])
+    finish_collection(store, new)
     log.info("%s: published generation %d (%d files uploaded, %d kept)", tree, generation, len(upload), len(keep))
     return new
 
 
-def collect_garbage(store: ObjectStore, tree: str, keep: list[Manifest]) -> int:
-    """Delete the generation objects of `tree` that no manifest in `keep` lists (older generations, killed writers)."""
-    listed = {paths.store_key(tree, obj["key"]) for manifest in keep for obj in manifest.objects.values()}
-    prefix = paths.store_key(tree, "_g")
-    doomed = [key for key in store.list(prefix) if key not in listed]
+def collect_garbage(store: ObjectStore, manifest: Manifest) -> int:
+    """Delete the generation objects of a tree that neither `manifest` nor its predecessor lists
+    (older generations, uploads of killed writers)."""
+    tree = manifest.tree
+    listed = {paths.store_key(tree, key) for key in manifest.superseded}
+    listed |= {paths.store_key(tree, obj["key"]) for obj in manifest.objects.values()}
+    doomed = [key for key in store.list(paths.store_key(tree, "_g")) if key not in listed]
     store.delete(doomed)
     return len(doomed)
+
+
+def finish_collection(store: ObjectStore, manifest: Manifest) -> None:
+    """Collect the garbage of `manifest`'s generation unless that was done (one GET when it was)."""
+    marker = paths.store_key(manifest.tree, paths.STORE_COLLECTED)
+    done = store.read(marker)
+    if manifest.generation == 0 or (done is not None and done[0] == str(manifest.generation).encode()):
+        return
+    collect_garbage(store, manifest)
+    store.put(marker, str(manifest.generation).encode())
 
 
 def published_files(url: str, tree: str) -> dict[str, str]:

@@ -65,7 +65,9 @@ def trees_of(layout: Layout, target: str, kwargs: Mapping[str, Any]) -> tuple[li
     every = list(dict.fromkeys(paths.store_tree_dir(layout, kind, tt) for tt in markets for kind in paths.STORE_TREE_KINDS))
     if target in READ_ONLY:
         return every, []
-    kinds = (*WRITES.get(module, paths.STORE_TREE_KINDS), "state")
+    # `.bhds` last: its build records must never be published ahead of the files they describe (a
+    # run killed in between then rebuilds those files, which is idempotent, instead of skipping them).
+    kinds = (*[k for k in WRITES.get(module, paths.STORE_TREE_KINDS) if k != "state"], "state")
     written = list(dict.fromkeys(paths.store_tree_dir(layout, kind, tt) for tt in markets for kind in kinds))
     return every, written
 
