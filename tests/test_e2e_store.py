@@ -95,14 +95,14 @@ def test_bucket_holds_the_local_results_value_by_value(s3_run, local_run, s3_ser
     assert_same_values(local_run, published)
     mirror = lambda root: sorted(p.relative_to(root).as_posix() for p in (root / "aws_data").rglob("*") if p.is_file())  # noqa: E731
     assert mirror(published) == mirror(local_run)
-    # Nothing but manifests, leases-free trees and generation objects in the bucket: no temp files, no leases left.
+    # Nothing but manifests, GC markers and generation objects in the bucket: no temp files, no leases left.
     bucket, prefix = url[len("s3://"):].split("/", 1)
     client = boto3.client("s3", endpoint_url=s3_server.endpoint, aws_access_key_id="testing",
                           aws_secret_access_key="testing", region_name="us-east-1")
     keys = [o["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
             for o in page.get("Contents", [])]
     assert not [k for k in keys if k.endswith(paths.STORE_LEASE) or paths.TEMP_MARKER in k or k.endswith(".part")]
-    assert all("/_g" in k or k.endswith(paths.STORE_MANIFEST) for k in keys)
+    assert all("/_g" in k or k.endswith((paths.STORE_MANIFEST, paths.STORE_COLLECTED)) for k in keys)
 
 
 def test_readers_find_the_published_files_by_the_manifest(s3_run, local_run, s3_server, monkeypatch) -> None:
@@ -170,8 +170,6 @@ def test_killed_mid_publish_then_rerun(s3_run, s3_server, local_run, tmp_path: P
     reader = published_copy(url, s3_server, tmp_path / "reader")
     for name, obj in now.objects.items():  # every listed object is there, whole
         assert (reader / tree / name).stat().st_size == obj["size"]
-    leftovers = set(store.list(f"binance_data/{tree}/_g")) - {paths.store_key(tree, o["key"]) for o in now.objects.values()}
-    assert leftovers, "the dead writer left objects no manifest lists (or superseded ones)"
     # The same command again (its dead lease is taken over at once: same host, PID gone) converges.
     proc = subprocess.run([sys.executable, str(REPO / "bhds.py"), *argv], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -191,7 +189,8 @@ def test_killed_mid_publish_then_rerun(s3_run, s3_server, local_run, tmp_path: P
     listed = {paths.store_key(tree, o["key"]) for m in (old, now, last) for o in m.objects.values()}
     remaining = set(store.list(f"binance_data/{tree}/_g"))
     assert remaining <= listed
-    assert not [key for key in remaining if any(path.endswith(f"/{key}") for path in seen)]
+    if kill_at == "upload":  # the dead writer's unpublished uploads are gone
+        assert not [key for key in remaining if any(path.endswith(f"/{key}") for path in seen)]
 
 
 def test_a_leased_tree_makes_a_command_exit_75(s3_run, s3_server) -> None:
