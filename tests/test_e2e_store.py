@@ -24,7 +24,7 @@ from bhds.paths import Layout
 from bhds.settings import StoreAccess
 from bhds.types import TradeType
 from tests.conftest import fake_on_copy
-from tests.test_e2e_scripts import SCRIPTS, run_scripts
+from tests.test_e2e_scripts import SCRIPTS, pipeline, run_scripts  # noqa: F401  (pipeline: a fixture)
 
 REPO = Path(__file__).resolve().parent.parent
 TREES = ("parsed_data", "api_data", "results_data")
@@ -57,15 +57,11 @@ def assert_same_values(expected_root: Path, actual_root: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def local_run(default_archive: Path, tmp_path_factory: pytest.TempPathFactory):
-    work = tmp_path_factory.mktemp("e2e-local")
-    fake, env = fake_on_copy(default_archive, work)
-    try:
-        procs = run_scripts(env)
-    finally:
-        fake.stop()
+def local_run(pipeline) -> Path:
+    """The five scripts on a local root (test_e2e_scripts' pipeline, run again for this module)."""
+    data, procs, _ = pipeline
     assert all(p.returncode == 0 for p in procs), [p.stderr[-2000:] for p in procs]
-    return work / "crypto" / "binance_data"
+    return data
 
 
 @pytest.fixture(scope="module")
