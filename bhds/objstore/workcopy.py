@@ -91,8 +91,7 @@ def run_in_working_copy(settings: Settings, target: str, kwargs: Mapping[str, An
     layout.root.mkdir(parents=True, exist_ok=True)
     reads, writes = trees_of(layout, target, kwargs)
     seconds = settings.store.lease_seconds if settings.store else 60.0
-    owner = f"{target}"
-    leases = {tree: Lease(store, paths.store_key(paths.store_tree_name(layout, tree), paths.STORE_LEASE), seconds, owner,
+    leases = {tree: Lease(store, paths.store_key(paths.store_tree_name(layout, tree), paths.STORE_LEASE), seconds, target,
                           f"{settings.store_url}/binance_data/{paths.store_tree_name(layout, tree)}") for tree in writes}
     with stage_lock(layout, paths.WORKING_COPY_LOCK, settings.lock_timeout), held(list(leases.values()), settings.lock_timeout):
         bases = {tree: sync_down(store, layout, tree) for tree in dict.fromkeys([*writes, *reads])}
