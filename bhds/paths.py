@@ -357,3 +357,57 @@ def list_files(directory: Path, suffix: str) -> list[Path]:
     if not directory.is_dir():
         return []
     return sorted(p for p in directory.iterdir() if p.name.endswith(suffix) and p.is_file() and not p.name.startswith("."))
+
+
+# ---- object store (a data root given as a URL; the protocol is in bhds/objstore) ----
+
+STORE_MANIFEST = "_manifest.json"
+STORE_LEASE = "_lease"
+STORE_COLLECTED = "_collected"  # the generation whose garbage collection finished
+# The kinds of tree a command reads or writes as a whole; each is published by its own manifest.
+STORE_TREE_KINDS = ("aws", "parsed", "api", "results", "state")
+# Under `.bhds/`, what stays with the machine: its locks, its run log, link templates, SQLite's side files.
+_LOCAL_ONLY = ("locks/", "runs.jsonl", "markers/", "state.sqlite-wal", "state.sqlite-shm", "state.sqlite.damaged-")
+
+
+def store_tree_dir(layout: Layout, kind: str, trade_type: TradeType) -> Path:
+    """The local folder of one published tree: a market's archive mirror, parsed, API or results data, or `.bhds`."""
+    tt = TradeType(trade_type)
+    return {
+        "aws": lambda: layout.local_for_key(f"data/{market_segment(tt)}/"),
+        "parsed": lambda: layout.root / "parsed_data" / tt.value,
+        "api": lambda: layout.root / "api_data" / tt.value,
+        "results": lambda: layout.root / "results_data" / tt.value,
+        "state": lambda: layout.state_dir,
+    }[kind]()
+
+
+def store_tree_name(layout: Layout, tree_dir: Path) -> str:
+    """A tree's name: its folder relative to the data directory, '/'-joined (e.g. `results_data/spot`)."""
+    return Path(tree_dir).relative_to(layout.root).as_posix()
+
+
+def store_key(tree: str, rel: str) -> str:
+    """The object key, under the store URL, of `rel` inside a tree (`binance_data/<tree>/<rel>`)."""
+    return f"binance_data/{tree}/{rel}"
+
+
+def store_generation_dir(generation: int, token: str) -> str:
+    """The folder, inside a tree, of the objects one writer uploaded for generation N (token: that writer)."""
+    return f"_g{generation:06d}.{token}"
+
+
+def store_skips(tree: str, rel: str) -> bool:
+    """True for a file that is never published: temp files of a killed writer, and machine-local bookkeeping."""
+    parts = rel.split("/")
+    if any(TEMP_MARKER in p or STAGING_MARKER in p or RETIRED_MARKER in p or p.endswith(PART_SUFFIX) for p in parts):
+        return True
+    return tree == ".bhds" and rel.startswith(_LOCAL_ONLY)
+
+
+def sync_record(layout: Layout, tree: str) -> Path:
+    """What the working copy last synced of a tree (manifest + local stats), beside `binance_data`."""
+    return layout.root.parent / ".bhds-sync" / (tree.replace("/", "~") + ".json")
+
+
+WORKING_COPY_LOCK = "working-copy"  # one command at a time in a store's local working copy

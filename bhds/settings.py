@@ -21,6 +21,7 @@ DEFAULT_UM_API_URL = "https://fapi.binance.com"
 DEFAULT_CM_API_URL = "https://dapi.binance.com"
 DEFAULT_CONCURRENCY = 32
 DEFAULT_HTTP_TIMEOUT = 30.0  # seconds a server may stay silent before a request counts as failed
+DEFAULT_LEASE_SECONDS = 60.0  # an object-store lease not renewed for this long is a dead holder's
 
 PROXY_VARIABLES = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy")
 
@@ -45,6 +46,10 @@ class Settings:
     scheduler: str | None = None
     # A fixed "now" (BHDS_NOW) makes runs reproducible; None means the real clock.
     fixed_now: datetime | None = field(default=None)
+    # CRYPTO_BASE_DIR given as a URL (s3://bucket/prefix, memory://...): the published store. Then
+    # `base_dir` is the local working copy a command runs in (bhds.objstore syncs it).
+    store_url: str | None = None
+    store: StoreAccess | None = field(default=None, repr=False)
 
     @property
     def data_dir(self) -> Path:
@@ -58,6 +63,24 @@ class Settings:
     def with_overrides(self, **changes: object) -> Settings:
         """A copy with command-line values applied; None leaves a setting as it is."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+class StoreAccess:
+    """How to reach the object store: the standard AWS variables (an unset one is left to the driver).
+
+    A plain class, not a dataclass: dataclasses compile their methods when the module is imported,
+    and every local run imports this module.
+    """
+
+    __slots__ = ("endpoint_url", "region", "access_key_id", "secret_access_key", "lease_seconds")
+
+    def __init__(self, endpoint_url: str | None = None, region: str | None = None, access_key_id: str | None = None,
+                 secret_access_key: str | None = None, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
+        self.endpoint_url, self.region, self.lease_seconds = endpoint_url, region, lease_seconds
+        self.access_key_id, self.secret_access_key = access_key_id, secret_access_key
+
+    def __repr__(self) -> str:  # never print the secret
+        return f"StoreAccess(endpoint_url={self.endpoint_url!r}, region={self.region!r})"
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -156,8 +179,48 @@ def _fixed_now(env: Mapping[str, str]) -> datetime | None:
     return value.astimezone(timezone.utc)
 
 
+def store_url_of(raw: str) -> str | None:
+    """`raw` without a trailing slash when it is a URL (`scheme://...`), else None (a local path)."""
+    scheme, sep, rest = raw.strip().partition("://")
+    if not sep:
+        return None
+    if not scheme.isidentifier() or not rest.strip("/"):
+        raise ConfigError(f"CRYPTO_BASE_DIR={raw!r} is not a store URL: give e.g. s3://bucket/prefix, or a local directory")
+    return f"{scheme.lower()}://{rest.strip('/')}"
+
+
+def _work_dir(env: Mapping[str, str], url: str) -> Path:
+    """The local working copy of a store URL: BHDS_WORK_DIR, or one folder per URL in the user cache dir."""
+    raw = env.get("BHDS_WORK_DIR", "").strip()
+    if raw:
+        path = Path(os.path.expanduser(raw))
+    else:
+        cache = env.get("XDG_CACHE_HOME", "").strip() or os.path.join(os.path.expanduser("~"), ".cache")
+        import hashlib  # here, not at the top: OpenSSL's start-up is not free and local roots never need it
+
+        digest = hashlib.sha256(url.encode()).hexdigest()[:16]
+        path = Path(cache) / "bhds" / "work" / digest
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"BHDS_WORK_DIR={str(path)!r} is a file, not a directory: point BHDS_WORK_DIR at a directory")
+    return path.absolute()
+
+
+def _store_access(env: Mapping[str, str]) -> StoreAccess:
+    endpoint = env.get("AWS_ENDPOINT_URL", "").strip()
+    return StoreAccess(
+        endpoint_url=check_url(endpoint, "AWS_ENDPOINT_URL") if endpoint else None,
+        region=(env.get("AWS_REGION", "") or env.get("AWS_DEFAULT_REGION", "")).strip() or None,
+        access_key_id=env.get("AWS_ACCESS_KEY_ID", "").strip() or None,
+        secret_access_key=env.get("AWS_SECRET_ACCESS_KEY", "").strip() or None,
+        lease_seconds=_positive_seconds(env, "BHDS_LEASE_SECONDS", DEFAULT_LEASE_SECONDS),
+    )
+
+
 def _base_dir(env: Mapping[str, str]) -> Path:
     raw = env.get("CRYPTO_BASE_DIR", "").strip()
+    url = store_url_of(raw)
+    if url is not None:
+        return _work_dir(env, url)
     path = Path(os.path.expanduser(raw or "~/crypto_data"))
     if path.exists() and not path.is_dir():
         raise ConfigError(f"CRYPTO_BASE_DIR={str(path)!r} is a file, not a directory: point CRYPTO_BASE_DIR at a directory")
@@ -175,6 +238,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, debug: bool = False) 
     env = os.environ if env is None else env
     proxy_raw = next((env[name] for name in PROXY_VARIABLES if env.get(name, "").strip()), None)
     proxy_name = next((name for name in PROXY_VARIABLES if env.get(name, "").strip()), "HTTP_PROXY")
+    store_url = store_url_of(env.get("CRYPTO_BASE_DIR", ""))
     return Settings(
         base_dir=_base_dir(env),
         n_jobs=_positive_int(env, "CRYPTO_NJOBS", max(1, os.cpu_count() or 1)),
@@ -189,4 +253,6 @@ def load_settings(env: Mapping[str, str] | None = None, *, debug: bool = False) 
         debug=debug or debug_from_env(env),
         fixed_now=_fixed_now(env),
         scheduler=check_scheduler(env.get("DASK_SCHEDULER_ADDRESS"), "DASK_SCHEDULER_ADDRESS"),
+        store_url=store_url,
+        store=_store_access(env) if store_url else None,
     )

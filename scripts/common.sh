@@ -6,7 +6,7 @@
 # legacy scripts did. Paths the caller gave relative to where they called from (CRYPTO_BASE_DIR,
 # a PYTHON such as venv/bin/python) are made absolute first, so they keep meaning that place.
 case ${CRYPTO_BASE_DIR:-/} in
-  /* | "~"*) ;;
+  /* | "~"* | *://*) ;;  # absolute, home-relative, or a store URL (s3://bucket/prefix)
   *) CRYPTO_BASE_DIR="$PWD/$CRYPTO_BASE_DIR"; export CRYPTO_BASE_DIR ;;
 esac
 PYTHON=${PYTHON:-python}

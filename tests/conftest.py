@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakebinance import RunningFake, build_archive, default_universe, start_in_thread
+from tests.motoserver import s3_bucket, s3_server  # noqa: F401  (fixtures: a real S3 server on loopback)
 
 # Intervals written for every symbol of the default archive.
 DEFAULT_ARCHIVE_INTERVALS = ("1m", "1h")

@@ -114,8 +114,16 @@ def _run(ctx: click.Context, target: str, kwargs: dict[str, Any]) -> RunSummary:
     func = getattr(importlib.import_module(f"bhds.workflows.{module_name}"), func_name)
     # Only the commands that take --scheduler fan work out; the others ignore DASK_SCHEDULER_ADDRESS.
     fans_out = any(param.name == "scheduler" for param in ctx.command.params)
-    with executor(settings) if fans_out else contextlib.nullcontext():
-        return func(settings, **kwargs)
+
+    def run_workflow() -> RunSummary:
+        with executor(settings) if fans_out else contextlib.nullcontext():
+            return func(settings, **kwargs)
+
+    if settings.store_url:  # the data root is a bucket: run in a synced working copy, then publish
+        from bhds.objstore.workcopy import run_in_working_copy
+
+        return run_in_working_copy(settings, target, kwargs, run_workflow)
+    return run_workflow()
 
 
 def _stop_reason(exc: BaseException) -> str:

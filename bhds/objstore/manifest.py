@@ -1,0 +1,244 @@
+"""A tree's published generation, and the local working copy kept equal to it.
+
+The manifest `binance_data/<tree>/_manifest.json` is the tree: its generation number and, per
+file, the object key (inside the tree) and ETag. Objects are never overwritten once published:
+generation N's new or changed files go under `_g<N>.<writer token>/`, unchanged ones keep their
+key. Publishing is: upload, then replace the manifest with `If-Match` on the one the run started
+from (a writer that was overtaken fails instead of publishing over it), then delete the objects
+that neither this generation nor the previous one lists (a reader that fetched the previous
+manifest a moment ago can still read its files).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bhds import paths
+from bhds.errors import LockBusy
+from bhds.objstore.store import ObjectStore
+from bhds.paths import Layout
+
+log = logging.getLogger("bhds")
+MANIFEST_FORMAT = 1
+
+
+@dataclass
+class Manifest:
+    tree: str
+    generation: int = 0
+    objects: dict[str, dict] = field(default_factory=dict)  # file (relative to the tree) -> {key, etag, size}
+    etag: str | None = None  # of the manifest object itself; None: nothing published yet
+    # Keys the previous generation listed and this one does not: kept by the garbage collection for
+    # readers still on the previous generation.
+    superseded: list[str] = field(default_factory=list)
+
+    def to_bytes(self) -> bytes:
+        return json.dumps({"format": MANIFEST_FORMAT, "tree": self.tree, "generation": self.generation,
+                           "published": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                           "objects": self.objects, "superseded": self.superseded}, indent=0, sort_keys=True).encode()
+
+
+def read_manifest(store: ObjectStore, tree: str) -> Manifest:
+    """The published generation of `tree` (generation 0, empty, when none was published)."""
+    found = store.read(paths.store_key(tree, paths.STORE_MANIFEST))
+    if found is None:
+        return Manifest(tree)
+    body = json.loads(found[0])
+    return Manifest(tree, int(body["generation"]), dict(body["objects"]), found[1], list(body.get("superseded", [])))
+
+
+def local_files(tree_dir: Path, tree: str) -> dict[str, tuple[int, int]]:
+    """Every publishable file of a local tree: relative path -> (size, mtime_ns)."""
+    out: dict[str, tuple[int, int]] = {}
+    for dirpath, dirs, files in os.walk(tree_dir):
+        dirs.sort()
+        for name in files:
+            full = os.path.join(dirpath, name)
+            rel = os.path.relpath(full, tree_dir).replace(os.sep, "/")
+            if paths.store_skips(tree, rel):
+                continue
+            st = os.stat(full)
+            out[rel] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+def _load_record(layout: Layout, tree: str) -> dict:
+    try:
+        return json.loads(paths.sync_record(layout, tree).read_text())
+    except (FileNotFoundError, ValueError):
+        return {"generation": None, "files": {}}
+
+
+def _save_record(layout: Layout, tree: str, generation: int, files: dict[str, list]) -> None:
+    from bhds.storage import write_bytes
+
+    record = paths.sync_record(layout, tree)
+    record.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes(json.dumps({"generation": generation, "files": files}).encode(), record)
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _drop_sqlite_sides(path: Path) -> None:
+    """A replaced SQLite file must not meet the old file's WAL (SQLite would replay it onto the new one)."""
+    for suffix in ("-wal", "-shm"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+
+
+def sync_down(store: ObjectStore, layout: Layout, tree_dir: Path, attempts: int = 3) -> Manifest:
+    """Make the local tree equal to its published generation; fetch only files whose ETag or local copy changed.
+
+    An object gone while fetching means two generations were published meanwhile (the older one's
+    objects collected): read the manifest again.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return _sync_once(store, layout, tree_dir)
+        except FileNotFoundError:
+            if attempt == attempts:
+                raise
+            log.info("%s: a newer generation was published while syncing; syncing again", tree_dir)
+    raise AssertionError("unreachable")
+
+
+def _sync_once(store: ObjectStore, layout: Layout, tree_dir: Path) -> Manifest:
+    tree = paths.store_tree_name(layout, tree_dir)
+    manifest = read_manifest(store, tree)
+    record = _load_record(layout, tree)
+    local = local_files(tree_dir, tree)
+    fetch = []
+    for rel, obj in manifest.objects.items():
+        known = record["files"].get(rel)
+        if known is None or known[0] != obj["etag"] or tuple(known[1:]) != local.get(rel):
+            fetch.append(rel)
+    token = secrets.token_hex(4)
+    temps = {rel: paths.temp_path(tree_dir / rel, token) for rel in fetch}
+    for temp in temps.values():
+        temp.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        store.get_files([(paths.store_key(tree, manifest.objects[rel]["key"]), temps[rel]) for rel in fetch])
+    except BaseException:
+        for temp in temps.values():
+            temp.unlink(missing_ok=True)
+        raise
+    for rel, temp in temps.items():
+        os.replace(temp, tree_dir / rel)
+        _drop_sqlite_sides(tree_dir / rel)
+    stale = [rel for rel in local if rel not in manifest.objects]
+    for rel in stale:
+        (tree_dir / rel).unlink(missing_ok=True)
+        _drop_sqlite_sides(tree_dir / rel)
+        _prune_empty(tree_dir, (tree_dir / rel).parent)
+    files = {}
+    for rel, obj in manifest.objects.items():
+        st = os.stat(tree_dir / rel)
+        files[rel] = [obj["etag"], st.st_size, st.st_mtime_ns]
+    _save_record(layout, tree, manifest.generation, files)
+    if fetch or stale:
+        log.info("%s: working copy at generation %d (%d fetched, %d removed)", tree, manifest.generation, len(fetch), len(stale))
+    return manifest
+
+
+def _prune_empty(top: Path, folder: Path) -> None:
+    """Remove folders emptied by a sync (an object store has no empty folders, so neither has a synced copy)."""
+    while folder != top and folder.is_relative_to(top):
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        folder = folder.parent
+
+
+def publish(store: ObjectStore, layout: Layout, tree_dir: Path, base: Manifest,
+            still_held: Callable[[], bool] = lambda: True) -> Manifest:
+    """Publish the local tree as the generation after `base` (the one the run synced from), if anything changed.
+
+    `still_held` is asked just before the manifest is replaced: a run that lost its lease stops there.
+    """
+    tree = base.tree
+    record = _load_record(layout, tree)
+    local = local_files(tree_dir, tree)
+    keep: dict[str, dict] = {}
+    upload: list[str] = []
+    for rel, stat in local.items():
+        obj, known = base.objects.get(rel), record["files"].get(rel)
+        if obj is not None and known is not None and known[0] == obj["etag"] and tuple(known[1:]) == stat:
+            keep[rel] = obj
+        elif obj is not None and "-" not in obj["etag"] and obj["size"] == stat[0] and _md5(tree_dir / rel) == obj["etag"]:
+            keep[rel] = obj  # rewritten with the same bytes
+        else:
+            upload.append(rel)
+    if not upload and set(keep) == set(base.objects):
+        finish_collection(store, base)  # a writer killed after publishing may not have collected
+        return base
+    generation = base.generation + 1
+    folder = paths.store_generation_dir(generation, secrets.token_hex(4))
+    sizes = {rel: local[rel][0] for rel in upload}
+    etags = store.put_files([(tree_dir / rel, paths.store_key(tree, f"{folder}/{rel}")) for rel in upload])
+    objects = dict(keep)
+    for rel in upload:
+        objects[rel] = {"key": f"{folder}/{rel}", "etag": etags[paths.store_key(tree, f"{folder}/{rel}")], "size": sizes[rel]}
+    listed = {obj["key"] for obj in objects.values()}
+    superseded = sorted({obj["key"] for obj in base.objects.values()} - listed)
+    new = Manifest(tree, generation, dict(sorted(objects.items())), superseded=superseded)
+    if not still_held():
+        raise LockBusy(f"the lease of {tree} was lost before publishing (this run stalled longer than BHDS_LEASE_SECONDS): "
+                       "run the command again")
+    key = paths.store_key(tree, paths.STORE_MANIFEST)
+    data = new.to_bytes()
+    new.etag = store.replace(key, data, base.etag) if base.etag else store.create(key, data)
+    if new.etag is None:
+        raise LockBusy(f"{tree} was published by another writer during this run: run the command again")
+    _save_record(layout, tree, generation, {rel: [obj["etag"], *local[rel]] for rel, obj in new.objects.items()})
+    finish_collection(store, new)
+    log.info("%s: published generation %d (%d files uploaded, %d kept)", tree, generation, len(upload), len(keep))
+    return new
+
+
+def collect_garbage(store: ObjectStore, manifest: Manifest) -> int:
+    """Delete the generation objects of a tree that neither `manifest` nor its predecessor lists
+    (older generations, uploads of killed writers)."""
+    tree = manifest.tree
+    listed = {paths.store_key(tree, key) for key in manifest.superseded}
+    listed |= {paths.store_key(tree, obj["key"]) for obj in manifest.objects.values()}
+    doomed = [key for key in store.list(paths.store_key(tree, "_g")) if key not in listed]
+    store.delete(doomed)
+    return len(doomed)
+
+
+def finish_collection(store: ObjectStore, manifest: Manifest) -> None:
+    """Collect the garbage of `manifest`'s generation unless that was done (one GET when it was)."""
+    marker = paths.store_key(manifest.tree, paths.STORE_COLLECTED)
+    done = store.read(marker)
+    if manifest.generation == 0 or (done is not None and done[0] == str(manifest.generation).encode()):
+        return
+    collect_garbage(store, manifest)
+    store.put(marker, str(manifest.generation).encode())
+
+
+def published_files(url: str, tree: str) -> dict[str, str]:
+    """The files of a published tree (e.g. `results_data/spot`), path inside the tree -> object URL.
+
+    For reading the bucket without a working copy: `pd.read_parquet(files["klines/1m/BTCUSDT.pqt"],
+    storage_options=...)`. The URLs stay readable until the generation after next is published.
+    """
+    from bhds.objstore.store import open_store
+    from bhds.settings import load_settings
+
+    store = open_store(url, load_settings({**os.environ, "CRYPTO_BASE_DIR": url}).store)
+    manifest = read_manifest(store, tree.strip("/"))
+    return {rel: f"{store.url}/{paths.store_key(manifest.tree, obj['key'])}" for rel, obj in manifest.objects.items()}

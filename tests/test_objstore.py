@@ -1,0 +1,323 @@
+"""The object-store protocol against a real S3 server (moto's, on loopback): whole objects, manifests,
+generations, garbage collection, leases; and the data root given as a URL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from bhds import paths
+from bhds.errors import ConfigError, LockBusy
+from bhds.objstore.lease import Lease, held
+from bhds.objstore.manifest import publish, read_manifest, sync_down
+from bhds.objstore.store import open_store
+from bhds.paths import Layout
+from bhds.settings import load_settings
+from bhds.types import TradeType
+
+REPO = Path(__file__).resolve().parent.parent
+TREE = "results_data/spot"
+
+
+def copy_of(tmp_path: Path, name: str) -> tuple[Layout, Path]:
+    """A working copy's layout and its `results_data/spot` tree."""
+    layout = Layout(tmp_path / name / "binance_data")
+    tree = paths.store_tree_dir(layout, "results", TradeType.spot)
+    return layout, tree
+
+
+def write(tree: Path, rel: str, data: bytes) -> None:
+    (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+    (tree / rel).write_bytes(data)
+
+
+def files(tree: Path) -> dict[str, bytes]:
+    return {p.relative_to(tree).as_posix(): p.read_bytes() for p in sorted(tree.rglob("*")) if p.is_file()}
+
+
+def test_store_moves_whole_objects_and_lists_etags(s3_bucket: str, tmp_path: Path) -> None:
+    store = open_store(s3_bucket, load_settings().store)
+    small, big = tmp_path / "small", tmp_path / "big"
+    small.write_bytes(b"abc")
+    big.write_bytes(os.urandom(70 * 2**20))  # above MULTIPART_BYTES: a completed multipart upload
+    etags = store.put_files([(small, "k/small"), (big, "k/big")])
+    assert store.list("k/") == etags
+    assert "-" in etags["k/big"] and "-" not in etags["k/small"]
+    store.get_files([("k/big", tmp_path / "big2")])
+    assert (tmp_path / "big2").read_bytes() == big.read_bytes()
+    # Conditional writes: create only once; replace and delete only with the current ETag.
+    first = store.create("k/lease", b"1")
+    assert first is not None and store.create("k/lease", b"2") is None
+    assert store.replace("k/lease", b"3", "0" * 32) is None
+    second = store.replace("k/lease", b"3", first)
+    assert second is not None and store.read("k/lease") == (b"3", second)
+    assert not store.delete_if("k/lease", first) and store.delete_if("k/lease", second)
+    assert store.read("k/lease") is None
+
+
+@pytest.fixture(params=["s3", "memory"])
+def any_store(request: pytest.FixtureRequest):
+    """The protocol on S3 (moto), and on fsspec's memory file system (the generic driver: gs://, az://...)."""
+    if request.param == "memory":
+        import secrets
+
+        return open_store(f"memory://bhds-{secrets.token_hex(4)}/prefix")
+    return open_store(request.getfixturevalue("s3_bucket") + "/prefix", load_settings().store)
+
+
+def test_publish_sync_generations_and_gc(any_store, tmp_path: Path) -> None:
+    store = any_store
+    a_layout, a = copy_of(tmp_path, "a")
+    b_layout, b = copy_of(tmp_path, "b")
+    write(a, "klines/1m/BTCUSDT.pqt", b"btc-1")
+    write(a, "klines/1m/ETHUSDT.pqt", b"eth-1")
+    write(a, ".klines.x.bhds-tmp", b"half")  # a killed writer's temp file is never published
+    g0 = sync_down(store, a_layout, a)
+    # Nothing published yet: the copy is made equal to that (unpublished files go), temp files are left alone.
+    assert g0.generation == 0 and g0.etag is None and files(a) == {".klines.x.bhds-tmp": b"half"}
+    write(a, "klines/1m/BTCUSDT.pqt", b"btc-1")
+    write(a, "klines/1m/ETHUSDT.pqt", b"eth-1")
+    g1 = publish(store, a_layout, a, g0)
+    assert g1.generation == 1 and sorted(g1.objects) == ["klines/1m/BTCUSDT.pqt", "klines/1m/ETHUSDT.pqt"]
+    assert read_manifest(store, TREE).objects == g1.objects
+
+    # A second working copy gets exactly the published files; its stray file is removed.
+    write(b, "klines/1m/STRAY.pqt", b"nobody published me")
+    assert sync_down(store, b_layout, b).generation == 1
+    assert files(b) == {"klines/1m/BTCUSDT.pqt": b"btc-1", "klines/1m/ETHUSDT.pqt": b"eth-1"}
+
+    # Generation 2 uploads only the changed file; the unchanged one keeps its object.
+    write(a, "klines/1m/BTCUSDT.pqt", b"btc-2")
+    g2 = publish(store, a_layout, a, g1)
+    assert g2.objects["klines/1m/ETHUSDT.pqt"] == g1.objects["klines/1m/ETHUSDT.pqt"]
+    assert g2.objects["klines/1m/BTCUSDT.pqt"]["key"].startswith("_g000002.")
+    assert publish(store, a_layout, a, g2) is g2  # nothing changed: no new generation
+
+    # The reader fetches only what changed (its untouched file keeps its inode).
+    inode = (b / "klines/1m/ETHUSDT.pqt").stat().st_ino
+    sync_down(store, b_layout, b)
+    assert files(b)["klines/1m/BTCUSDT.pqt"] == b"btc-2" and (b / "klines/1m/ETHUSDT.pqt").stat().st_ino == inode
+
+    # Generation 3 deletes a file: generation 1's BTC object (listed by neither 2 nor 3) is collected,
+    # generation 2's objects stay for readers that fetched its manifest a moment ago.
+    (a / "klines/1m/ETHUSDT.pqt").unlink()
+    g3 = publish(store, a_layout, a, g2)
+    stored = set(store.list(f"binance_data/{TREE}/_g"))
+    key = lambda obj: f"binance_data/{TREE}/{obj['key']}"  # noqa: E731
+    assert key(g1.objects["klines/1m/BTCUSDT.pqt"]) not in stored
+    assert {key(o) for o in g2.objects.values()} | {key(o) for o in g3.objects.values()} == stored
+    sync_down(store, b_layout, b)
+    assert files(b) == {"klines/1m/BTCUSDT.pqt": b"btc-2"}
+
+
+def test_an_overtaken_writer_does_not_publish(any_store, tmp_path: Path) -> None:
+    """The manifest is replaced with If-Match on the one the run started from."""
+    store = any_store
+    a_layout, a = copy_of(tmp_path, "a")
+    b_layout, b = copy_of(tmp_path, "b")
+    base_a, base_b = sync_down(store, a_layout, a), sync_down(store, b_layout, b)
+    write(a, "x.pqt", b"from a")
+    write(b, "x.pqt", b"from b")
+    publish(store, a_layout, a, base_a)
+    with pytest.raises(LockBusy, match="published by another writer"):
+        publish(store, b_layout, b, base_b)
+    sync_down(store, b_layout, b)
+    assert files(b) == {"x.pqt": b"from a"}
+
+
+def test_lease_excludes_expires_and_is_taken_over(s3_bucket: str) -> None:
+    store = open_store(s3_bucket, load_settings().store)
+    holder = Lease(store, "t/_lease", 1.0, "holder", "tree t")
+    holder.acquire(0)
+    rival = Lease(store, "t/_lease", 1.0, "rival", "tree t")
+    with pytest.raises(LockBusy, match="holds the lease of tree t"):
+        rival.acquire(0)
+    assert holder.renew()
+    time.sleep(2.5)  # not renewed for longer than its length (server clock, 1 s resolution): dead
+    rival.acquire(0)
+    assert not holder.renew() and holder.lost  # the old holder learns it lost the lease
+    holder.release()  # does not delete the rival's lease
+    assert json.loads(store.read("t/_lease")[0])["owner"] == "rival"
+    rival.release()
+    assert store.read("t/_lease") is None
+
+
+def test_held_leases_are_renewed_while_the_work_runs(s3_bucket: str) -> None:
+    store = open_store(s3_bucket, load_settings().store)
+    with held([Lease(store, "t/_lease", 1.0, "holder", "tree t")], timeout=0):
+        time.sleep(2.5)  # longer than the lease: the renewal thread keeps it alive
+        with pytest.raises(LockBusy):
+            Lease(store, "t/_lease", 1.0, "rival", "tree t").acquire(0)
+    assert store.read("t/_lease") is None
+
+
+def _python(code: str, env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env=env, cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_lease_contention_between_two_processes(s3_bucket: str) -> None:
+    """Another process holds the lease: we fail at once (exit-75 error), or wait for it with a timeout."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    other = _python(f"""
+        import sys, time
+        from bhds.objstore.lease import Lease, held
+        from bhds.objstore.store import open_store
+        from bhds.settings import load_settings
+        store = open_store({s3_bucket!r}, load_settings().store)
+        with held([Lease(store, "t/_lease", 30.0, "other", "tree t")], timeout=0):
+            print("held", flush=True)
+            time.sleep(3)
+    """, env)
+    assert other.stdout.readline().strip() == "held"
+    store = open_store(s3_bucket, load_settings().store)
+    mine = Lease(store, "t/_lease", 30.0, "mine", "tree t")
+    with pytest.raises(LockBusy, match=rf"PID {other.pid}\)"):
+        mine.acquire(0)
+    mine.acquire(30)  # released when the other process finishes
+    assert other.wait(30) == 0
+    mine.release()
+
+
+def test_a_killed_holder_on_this_host_is_dead_at_once(s3_bucket: str) -> None:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    other = _python(f"""
+        import time
+        from bhds.objstore.lease import Lease
+        from bhds.objstore.store import open_store
+        from bhds.settings import load_settings
+        Lease(open_store({s3_bucket!r}, load_settings().store), "t/_lease", 600.0, "other", "tree t").acquire(0)
+        print("held", flush=True)
+        time.sleep(600)
+    """, env)
+    assert other.stdout.readline().strip() == "held"
+    other.send_signal(signal.SIGKILL)
+    other.wait()
+    Lease(open_store(s3_bucket, load_settings().store), "t/_lease", 600.0, "mine", "tree t").acquire(0)
+
+
+@pytest.mark.parametrize("kill_at", ["after_upload", "after_manifest"])
+def test_killed_mid_publish_leaves_the_old_generation_and_a_rerun_converges(s3_bucket: str, tmp_path: Path,
+                                                                             kill_at: str) -> None:
+    """SIGKILL between the uploads and the manifest (or before the garbage collection): readers still
+    see a whole generation; publishing again converges and collects the dead writer's objects."""
+    store = open_store(s3_bucket, load_settings().store)
+    a_layout, a = copy_of(tmp_path, "a")
+    sync_down(store, a_layout, a)
+    for i in range(20):
+        write(a, f"f{i:02d}.pqt", b"old %d" % i)
+    g1 = publish(store, a_layout, a, read_manifest(store, TREE))
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    writer = _python(f"""
+        import os, signal
+        from pathlib import Path
+        from bhds import paths
+        from bhds.objstore import manifest
+        from bhds.objstore.store import open_store
+        from bhds.paths import Layout
+        from bhds.settings import load_settings
+        from bhds.types import TradeType
+        store = open_store({s3_bucket!r}, load_settings().store)
+        layout = Layout(Path({str(tmp_path / 'w' / 'binance_data')!r}))
+        tree = paths.store_tree_dir(layout, "results", TradeType.spot)
+        base = manifest.sync_down(store, layout, tree)
+        for i in range(20):
+            (tree / f"f{{i:02d}}.pqt").write_bytes(b"new %d" % i)
+        die = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+        if {kill_at!r} == "after_upload":
+            store.replace = store.create = die          # the manifest write never happens
+        else:
+            manifest.finish_collection = die            # published, then killed before the clean-up
+        manifest.publish(store, layout, tree, base)
+    """, env)
+    assert writer.wait(60) == -signal.SIGKILL, writer.stderr.read()
+    published = read_manifest(store, TREE)
+    expected = b"old" if kill_at == "after_upload" else b"new"
+    assert published.generation == (1 if kill_at == "after_upload" else 2)
+    b_layout, b = copy_of(tmp_path, "reader")
+    sync_down(store, b_layout, b)
+    assert files(b) == {f"f{i:02d}.pqt": expected + b" %d" % i for i in range(20)}
+    # The dead writer's objects are there, unlisted or superseded; the next publish collects them.
+    assert len(store.list(f"binance_data/{TREE}/_g")) > len(published.objects)
+    stored = lambda: set(store.list(f"binance_data/{TREE}/_g"))  # noqa: E731
+    key = lambda k: f"binance_data/{TREE}/{k}"  # noqa: E731
+    if kill_at == "after_manifest":
+        # Nothing new to publish, yet the next writer finishes the dead one's collection.
+        c_layout, c = copy_of(tmp_path, "c")
+        base = sync_down(store, c_layout, c)
+        assert publish(store, c_layout, c, base) is base
+        assert stored() == {key(o["key"]) for o in base.objects.values()} | {key(k) for k in base.superseded}
+    # A rerun with a change publishes and collects every object of the dead writer.
+    rerun_layout, rerun_tree = copy_of(tmp_path, "rerun")
+    base = sync_down(store, rerun_layout, rerun_tree)
+    write(rerun_tree, "f00.pqt", b"rerun")
+    final = publish(store, rerun_layout, rerun_tree, base)
+    assert stored() == {key(o["key"]) for m in (base, final) for o in m.objects.values()}
+    assert g1.generation == 1
+
+
+def test_a_url_root_is_a_working_copy_per_url(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    one = load_settings({"CRYPTO_BASE_DIR": "s3://bucket/one/", "XDG_CACHE_HOME": str(tmp_path / "cache")})
+    two = load_settings({"CRYPTO_BASE_DIR": "s3://bucket/two", "XDG_CACHE_HOME": str(tmp_path / "cache")})
+    assert one.store_url == "s3://bucket/one" and one.base_dir != two.base_dir
+    assert one.base_dir.is_relative_to(tmp_path / "cache" / "bhds")
+    pinned = load_settings({"CRYPTO_BASE_DIR": "s3://bucket/one", "BHDS_WORK_DIR": str(tmp_path / "w")})
+    assert pinned.base_dir == tmp_path / "w"
+    assert load_settings({"CRYPTO_BASE_DIR": str(tmp_path)}).store_url is None
+    with pytest.raises(ConfigError, match="not a store URL"):
+        load_settings({"CRYPTO_BASE_DIR": "s3://"})
+
+
+def test_without_s3fs_an_s3_root_is_one_line_naming_the_extra(tmp_path: Path) -> None:
+    code = ("import sys; sys.modules['s3fs'] = None; sys.modules['fsspec'] = None\n"
+            "from bhds.cli import main; main(['generate', 'kline-type', 'spot', '1m'])")
+    env = dict(os.environ, PYTHONPATH=str(REPO), CRYPTO_BASE_DIR="s3://bucket/prefix", BHDS_WORK_DIR=str(tmp_path / "w"))
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines()[0] == ("bhds: error: CRYPTO_BASE_DIR='s3://bucket/prefix' needs the S3 driver: "
+                                           "pip install 'bhds[s3]'")
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_missing_bucket_is_one_line(s3_server, tmp_path: Path) -> None:
+    env = dict(os.environ, **s3_server.env, PYTHONPATH=str(REPO), CRYPTO_BASE_DIR="s3://no-such-bucket/prefix",
+               BHDS_WORK_DIR=str(tmp_path / "w"))
+    proc = subprocess.run([sys.executable, str(REPO / "bhds.py"), "generate", "kline-type", "spot", "1m"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines()[0] == ("bhds: error: CRYPTO_BASE_DIR='s3://no-such-bucket/prefix': bucket "
+                                           "'no-such-bucket' does not exist: create it, or check AWS_ENDPOINT_URL and AWS_REGION")
+
+
+def test_sync_reads_the_manifest_again_when_its_objects_were_collected(s3_bucket: str, tmp_path: Path) -> None:
+    """A reader that fetched manifest N while N+1 and N+2 were published finds N's objects gone: it retries."""
+    store = open_store(s3_bucket, load_settings().store)
+    a_layout, a = copy_of(tmp_path, "a")
+    b_layout, b = copy_of(tmp_path, "b")
+    base = sync_down(store, a_layout, a)
+    write(a, "x.pqt", b"1")
+    g1 = publish(store, a_layout, a, base)
+    real_get = store.get_files
+    calls = []
+
+    def publish_twice_first(items):  # noqa: ANN001, ANN202 - the writer overtakes the reader mid-sync
+        if not calls:
+            write(a, "x.pqt", b"2")
+            g2 = publish(store, a_layout, a, g1)
+            write(a, "x.pqt", b"3")
+            publish(store, a_layout, a, g2)
+        calls.append(items)
+        return real_get(items)
+
+    store.get_files = publish_twice_first
+    assert sync_down(store, b_layout, b).generation == 3
+    assert files(b) == {"x.pqt": b"3"} and len(calls) == 2
