@@ -9,9 +9,12 @@ Dask is imported here only, and only once a command asks for a scheduler (`pip i
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from bhds import paths
 from bhds.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -47,6 +50,14 @@ def require_dask(scheduler: str) -> None:
                           f"{INSTALL_HINT}") from None
 
 
+def _holds_token(probe: str, token: str) -> bool:
+    """On a worker: whether it sees the client's probe file (so the same data folder)."""
+    try:
+        return Path(probe).read_text() == token
+    except OSError:
+        return False
+
+
 def _on_worker(func: Callable[[T], R], item: T) -> R:
     """Run one item on a Dask worker, with the pool's thread limits (one task per worker thread)."""
     global _worker_ready
@@ -65,9 +76,10 @@ class DaskExecutor:
     and closes it afterwards; any other value is the address of a running scheduler.
     """
 
-    def __init__(self, scheduler: str) -> None:
+    def __init__(self, scheduler: str, data_dir: Path | None = None) -> None:
         require_dask(scheduler)
         self.scheduler = scheduler
+        self.data_dir = data_dir  # the folder tasks read and write: every worker must see it
         self._client: Client | None = None
         self._cluster: LocalCluster | None = None
 
@@ -75,7 +87,37 @@ class DaskExecutor:
     def client(self) -> Client:
         if self._client is None:
             self._client = self._connect()
+            if self.data_dir is not None:
+                try:
+                    self._check_workers_see(self.data_dir)
+                except BaseException:
+                    self.close()
+                    raise
         return self._client
+
+    def _check_workers_see(self, data_dir: Path) -> None:
+        """Fail in one line unless every worker sees `data_dir` (the working copy, for a bucket root).
+
+        Tasks write their outputs there and the client publishes (or the user reads) that folder: a
+        worker on a machine where it is another folder would report success for files nobody sees.
+        """
+        token = secrets.token_hex(8)
+        probe = paths.worker_probe(data_dir, token)
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            probe.write_text(token)
+        except OSError as exc:  # a read-only root: nothing to compare with, and read-only work is safe
+            log.debug("not checking that the Dask workers see %s: %s", data_dir, exc)
+            return
+        try:
+            seen = self._client.run(_holds_token, str(probe), token)
+        finally:
+            probe.unlink(missing_ok=True)
+        blind = sorted(worker for worker, ok in seen.items() if not ok)
+        if blind:
+            raise ConfigError(f"{len(blind)} of the {len(seen)} Dask worker(s) ({blind[0]}, ...) do not see the data folder "
+                              f"{data_dir} that tasks read and write: give the workers that folder at the same path "
+                              "(a shared filesystem; for a bucket root set BHDS_WORK_DIR to it), or use --scheduler local:N")
 
     def _connect(self) -> Client:
         from distributed import Client, LocalCluster

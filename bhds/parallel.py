@@ -56,7 +56,7 @@ def executor(settings: Settings) -> Iterator[None]:
         return
     from bhds.cluster import DaskExecutor
 
-    _dask = DaskExecutor(settings.scheduler)
+    _dask = DaskExecutor(settings.scheduler, settings.data_dir)
     try:
         yield
     finally:

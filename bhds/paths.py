@@ -102,6 +102,11 @@ def temp_path(path: Path, token: str) -> Path:
     return path.with_name(f".{path.name}.{token}{TEMP_MARKER}")
 
 
+def worker_probe(data_dir: Path, token: str) -> Path:
+    """The file a Dask command writes in its data folder for the workers to find (a temp file: never published)."""
+    return temp_path(data_dir / "worker-probe", token)
+
+
 STAGING_MARKER = ".bhds-build"
 RETIRED_MARKER = ".bhds-old"
 

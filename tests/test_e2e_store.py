@@ -56,6 +56,25 @@ def assert_same_values(expected_root: Path, actual_root: Path) -> None:
             pd.testing.assert_frame_equal(actual[name], frame, check_exact=True, obj=name)
 
 
+def s3_client(server):  # noqa: ANN001, ANN201 - a boto3 S3 client
+    return boto3.client("s3", endpoint_url=server.endpoint, aws_access_key_id="testing",
+                        aws_secret_access_key="testing", region_name="us-east-1")
+
+
+def bucket_keys(url: str, server) -> list[str]:
+    """Every object key under the store URL `s3://bucket/prefix`."""
+    bucket, prefix = url[len("s3://"):].split("/", 1)
+    return [o["Key"] for page in s3_client(server).get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+            for o in page.get("Contents", [])]
+
+
+def assert_bucket_clean(url: str, server) -> None:
+    """Nothing but manifests, GC markers and generation objects in the bucket: no temp files, no leases left."""
+    keys = bucket_keys(url, server)
+    assert not [k for k in keys if k.endswith(paths.STORE_LEASE) or paths.TEMP_MARKER in k or k.endswith(".part")]
+    assert all("/_g" in k or k.endswith((paths.STORE_MANIFEST, paths.STORE_COLLECTED)) for k in keys)
+
+
 @pytest.fixture(scope="module")
 def local_run(pipeline) -> Path:
     """The five scripts on a local root (test_e2e_scripts' pipeline, run again for this module)."""
@@ -91,14 +110,7 @@ def test_bucket_holds_the_local_results_value_by_value(s3_run, local_run, s3_ser
     assert_same_values(local_run, published)
     mirror = lambda root: sorted(p.relative_to(root).as_posix() for p in (root / "aws_data").rglob("*") if p.is_file())  # noqa: E731
     assert mirror(published) == mirror(local_run)
-    # Nothing but manifests, GC markers and generation objects in the bucket: no temp files, no leases left.
-    bucket, prefix = url[len("s3://"):].split("/", 1)
-    client = boto3.client("s3", endpoint_url=s3_server.endpoint, aws_access_key_id="testing",
-                          aws_secret_access_key="testing", region_name="us-east-1")
-    keys = [o["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-            for o in page.get("Contents", [])]
-    assert not [k for k in keys if k.endswith(paths.STORE_LEASE) or paths.TEMP_MARKER in k or k.endswith(".part")]
-    assert all("/_g" in k or k.endswith((paths.STORE_MANIFEST, paths.STORE_COLLECTED)) for k in keys)
+    assert_bucket_clean(url, s3_server)
 
 
 def test_readers_find_the_published_files_by_the_manifest(s3_run, local_run, s3_server, monkeypatch) -> None:
@@ -122,6 +134,24 @@ def test_a_second_run_publishes_nothing_new(s3_run, s3_server) -> None:
     proc = subprocess.run(["bash", str(REPO / "scripts" / "resample.sh")], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert {tree: read_manifest(store, tree).generation for tree in names} == before
+
+
+def local_result(local_run: Path, env: dict[str, str], argv: tuple[str, ...], into: Path) -> Path:
+    """`argv` run with a local root on a copy of the local scripts' run (no scheduler): its data root."""
+    local_env = {k: v for k, v in env.items() if k not in ("BHDS_WORK_DIR", "DASK_SCHEDULER_ADDRESS")}
+    local_env["CRYPTO_BASE_DIR"] = str(into)
+    into.mkdir()
+    subprocess.run(["cp", "-a", str(local_run), str(into)], check=True)
+    proc = subprocess.run([sys.executable, str(REPO / "bhds.py"), *argv], env=local_env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return into / "binance_data"
+
+
+def assert_klines_equal(expected_root: Path, actual_root: Path, tree: str = "results_data/spot") -> None:
+    expected, actual = parquet_tree(expected_root / tree / "klines"), parquet_tree(actual_root / tree / "klines")
+    assert list(actual) == list(expected)
+    for name, frame in expected.items():
+        pd.testing.assert_frame_equal(actual[name], frame, check_exact=True, obj=name)
 
 
 def _bhds(env: dict[str, str], *argv: str) -> subprocess.Popen:
@@ -169,17 +199,7 @@ def test_killed_mid_publish_then_rerun(s3_run, s3_server, local_run, tmp_path: P
     # The same command again (its dead lease is taken over at once: same host, PID gone) converges.
     proc = subprocess.run([sys.executable, str(REPO / "bhds.py"), *argv], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    local_env = dict(env, CRYPTO_BASE_DIR=str(tmp_path / "local"))
-    local_env.pop("BHDS_WORK_DIR")
-    (tmp_path / "local").mkdir()
-    subprocess.run(["cp", "-a", str(local_run), str(tmp_path / "local")], check=True)
-    proc = subprocess.run([sys.executable, str(REPO / "bhds.py"), *argv], env=local_env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    final = published_copy(url, s3_server, tmp_path / "reader2")
-    expected, actual = parquet_tree(tmp_path / "local/binance_data/results_data/spot/klines"), parquet_tree(final / tree / "klines")
-    assert list(actual) == list(expected)
-    for name, frame in expected.items():
-        pd.testing.assert_frame_equal(actual[name], frame, check_exact=True, obj=name)
+    assert_klines_equal(local_result(local_run, env, argv, tmp_path / "local"), published_copy(url, s3_server, tmp_path / "reader2"))
     # What the dead writer uploaded was collected; what remains is listed by a recent generation.
     last = read_manifest(store, tree)
     listed = {paths.store_key(tree, o["key"]) for m in (old, now, last) for o in m.objects.values()}
