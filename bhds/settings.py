@@ -252,7 +252,8 @@ def load_settings(env: Mapping[str, str] | None = None, *, debug: bool = False) 
         http_timeout=_positive_seconds(env, "BHDS_HTTP_TIMEOUT", DEFAULT_HTTP_TIMEOUT),
         debug=debug or debug_from_env(env),
         fixed_now=_fixed_now(env),
-        scheduler=check_scheduler(env.get("DASK_SCHEDULER_ADDRESS"), "DASK_SCHEDULER_ADDRESS"),
+        # As given: only the commands that fan out read it (and check it, `cli._run`); the others ignore it.
+        scheduler=env.get("DASK_SCHEDULER_ADDRESS", "").strip() or None,
         store_url=store_url,
         store=_store_access(env) if store_url else None,
     )

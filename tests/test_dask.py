@@ -228,3 +228,11 @@ def test_a_bad_scheduler_is_one_line(argv: list[str], changes: dict[str, str], n
     assert proc.returncode == 1
     assert len(error_lines(proc.stderr)) == 1 and named in error_lines(proc.stderr)[0]
     assert "Traceback" not in proc.stderr
+
+
+def test_a_command_without_per_item_work_ignores_any_dask_scheduler_address(tmp_path: Path) -> None:
+    """Dask's variable may hold what bhds does not take (a dask-gateway address, say): only the commands
+    that fan out read it, the others run as if it were unset."""
+    env = dict(os.environ, CRYPTO_BASE_DIR=str(tmp_path))
+    proc = bhds(["list-data"], env, DASK_SCHEDULER_ADDRESS="gateway://gateway.example:443/analysis")
+    assert proc.returncode == 0 and not error_lines(proc.stderr), proc.stderr

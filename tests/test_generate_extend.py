@@ -109,6 +109,19 @@ def test_futures_with_funding_extend_when_the_kept_months_funding_is_unchanged(t
     assert_equals_full_rebuild(tmp_path, layout, UM)
 
 
+def test_funding_revised_in_an_earlier_segment_rebuilds_that_segment(tmp_path: Path, layout: Layout) -> None:
+    """SP0_BTCUSDT (before January's hole) carries funding too: a revised event there must reach it."""
+    two_symbols(layout, "2024-03-10", UM)
+    events = [ms("2024-01-05T08:00"), ms("2024-02-01T08:00")]
+    write_funding(layout, UM, "BTCUSDT", events, [0.0001, -0.0002])
+    kline_type(tmp_path, UM)
+
+    two_symbols(layout, "2024-03-11", UM, since="2024-03-10")
+    write_funding(layout, UM, "BTCUSDT", events, [0.0007, -0.0002])  # the event inside SP0_BTCUSDT revised
+    kline_type(tmp_path, UM)
+    assert_equals_full_rebuild(tmp_path, layout, UM)
+
+
 @pytest.mark.parametrize("change", ["earlier month re-parsed", "api day in an earlier month", "new gap", "other options"])
 def test_what_an_extension_cannot_reproduce_is_built_from_scratch(tmp_path: Path, layout: Layout, change: str) -> None:
     two_symbols(layout, "2024-03-10")

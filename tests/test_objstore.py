@@ -321,3 +321,22 @@ def test_sync_reads_the_manifest_again_when_its_objects_were_collected(s3_bucket
     store.get_files = publish_twice_first
     assert sync_down(store, b_layout, b).generation == 3
     assert files(b) == {"x.pqt": b"3"} and len(calls) == 2
+
+
+def test_a_results_folder_linked_to_another_disk_is_published_and_synced(tmp_path: Path) -> None:
+    """`klines/1m` may be a symlink (README: results on another disk): its files are part of the tree."""
+    store = open_store("memory://bhds-linked/prefix")
+    layout, a = copy_of(tmp_path, "a")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    (a / "klines").mkdir(parents=True)
+    os.symlink(disk, a / "klines" / "1m")
+    g0 = sync_down(store, layout, a)
+    write(a, "klines/1m/BTCUSDT.pqt", b"btc")
+    write(a, "klines/5m/BTCUSDT.pqt", b"btc-5m")
+    g1 = publish(store, layout, a, g0)
+    assert sorted(g1.objects) == ["klines/1m/BTCUSDT.pqt", "klines/5m/BTCUSDT.pqt"]
+    # The next run syncs (nothing to fetch or remove) and publishes nothing new: the linked files stay.
+    assert sync_down(store, layout, a).generation == 1
+    assert (disk / "BTCUSDT.pqt").read_bytes() == b"btc" and (a / "klines" / "1m").is_symlink()
+    assert publish(store, layout, a, g1).generation == 1

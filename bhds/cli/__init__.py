@@ -104,6 +104,10 @@ def _run(ctx: click.Context, target: str, kwargs: dict[str, Any]) -> RunSummary:
     proxy = kwargs.pop("http_proxy", None)
     concurrency = kwargs.pop("concurrency", None)
     scheduler = check_scheduler(ctx.meta.get(SCHEDULER_KEY))  # --scheduler, on the commands that take it
+    # Only the commands that take --scheduler fan work out; the others ignore DASK_SCHEDULER_ADDRESS.
+    fans_out = any(param.name == "scheduler" for param in ctx.command.params)
+    if fans_out and scheduler is None:
+        scheduler = check_scheduler(settings.scheduler, "DASK_SCHEDULER_ADDRESS")
     settings = settings.with_overrides(http_proxy=check_proxy(proxy), concurrency=concurrency, scheduler=scheduler)
 
     from bhds.parallel import executor
@@ -112,8 +116,6 @@ def _run(ctx: click.Context, target: str, kwargs: dict[str, Any]) -> RunSummary:
     setup_logging(settings.debug)
     module_name, func_name = target.split(":")
     func = getattr(importlib.import_module(f"bhds.workflows.{module_name}"), func_name)
-    # Only the commands that take --scheduler fan work out; the others ignore DASK_SCHEDULER_ADDRESS.
-    fans_out = any(param.name == "scheduler" for param in ctx.command.params)
 
     def run_workflow() -> RunSummary:
         with executor(settings) if fans_out else contextlib.nullcontext():

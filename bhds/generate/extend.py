@@ -11,7 +11,7 @@ there on are computed from the partitions and API days and encoded alone, then s
 Whenever that is not certain, `extend` returns None and the symbol is built from scratch:
 different options, an input of an earlier month changed or vanished, an older file without the
 record or month groups, a new gap (it would split the latest file), no traded candle on either
-side of the boundary, funding of the kept months that would differ, calendar intervals.
+side of the boundary, funding of the kept months or earlier segments that would differ, calendar intervals.
 """
 
 from __future__ import annotations
@@ -134,6 +134,16 @@ def extend(job: KlineJob, interval: Interval, archive_files: list[Path], api_fil
         kept = source.read_row_groups(range(keep), columns=[TIME, FUNDING])
         if not np.array_equal(funding_on_grid(_column(kept, TIME), interval, events), _column(kept, FUNDING)):
             return None
+        # So must that of the earlier segments, which are carried over as they are.
+        for name in job.previous:
+            if name == job.symbol:
+                continue
+            try:
+                earlier = pq.ParquetFile(parquet_in(job.previous_dir, name)).read(columns=[TIME, FUNDING])
+            except (OSError, KeyError, pa.ArrowException):
+                return None
+            if not np.array_equal(funding_on_grid(_column(earlier, TIME), interval, events), _column(earlier, FUNDING)):
+                return None
 
     months = [_month_of_name(p.name) for p in archive_files]
     if None in months:

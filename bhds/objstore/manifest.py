@@ -58,7 +58,8 @@ def read_manifest(store: ObjectStore, tree: str) -> Manifest:
 def local_files(tree_dir: Path, tree: str) -> dict[str, tuple[int, int]]:
     """Every publishable file of a local tree: relative path -> (size, mtime_ns)."""
     out: dict[str, tuple[int, int]] = {}
-    for dirpath, dirs, files in os.walk(tree_dir):
+    # Links followed: a results folder may be a symlink to another disk (`paths.swap_home`), its files are the tree's.
+    for dirpath, dirs, files in os.walk(tree_dir, followlinks=True):
         dirs.sort()
         for name in files:
             full = os.path.join(dirpath, name)
