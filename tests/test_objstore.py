@@ -18,6 +18,7 @@ from bhds import paths
 from bhds.errors import ConfigError, LockBusy
 from bhds.objstore.lease import Lease, held
 from bhds.objstore.manifest import publish, read_manifest, sync_down
+from bhds.errors import ConfigError
 from bhds.objstore.store import open_store
 from bhds.paths import Layout
 from bhds.settings import load_settings
@@ -77,6 +78,7 @@ def test_publish_sync_generations_and_gc(any_store, tmp_path: Path) -> None:
     store = any_store
     a_layout, a = copy_of(tmp_path, "a")
     b_layout, b = copy_of(tmp_path, "b")
+    assert sync_down(store, a_layout, a).generation == 0
     write(a, "klines/1m/BTCUSDT.pqt", b"btc-1")
     write(a, "klines/1m/ETHUSDT.pqt", b"eth-1")
     write(a, ".klines.x.bhds-tmp", b"half")  # a killed writer's temp file is never published
@@ -90,6 +92,7 @@ def test_publish_sync_generations_and_gc(any_store, tmp_path: Path) -> None:
     assert read_manifest(store, TREE).objects == g1.objects
 
     # A second working copy gets exactly the published files; its stray file is removed.
+    sync_down(store, b_layout, b)
     write(b, "klines/1m/STRAY.pqt", b"nobody published me")
     assert sync_down(store, b_layout, b).generation == 1
     assert files(b) == {"klines/1m/BTCUSDT.pqt": b"btc-1", "klines/1m/ETHUSDT.pqt": b"eth-1"}
@@ -340,3 +343,19 @@ def test_a_results_folder_linked_to_another_disk_is_published_and_synced(tmp_pat
     assert sync_down(store, layout, a).generation == 1
     assert (disk / "BTCUSDT.pqt").read_bytes() == b"btc" and (a / "klines" / "1m").is_symlink()
     assert publish(store, layout, a, g1).generation == 1
+
+
+def test_a_first_sync_never_deletes_files_the_bucket_did_not_publish(tmp_path: Path) -> None:
+    """BHDS_WORK_DIR pointed at an existing data folder: refuse, keep the files; a synced copy still drops strays."""
+    store = open_store("memory://bhds-foreign/prefix")
+    layout, a = copy_of(tmp_path, "a")
+    write(a, "klines/1m/BTCUSDT.pqt", b"someone's data")
+    with pytest.raises(ConfigError, match="never published"):
+        sync_down(store, layout, a)
+    assert files(a) == {"klines/1m/BTCUSDT.pqt": b"someone's data"}
+    # In a working copy bhds has synced before, a file nobody published is a killed run's leftover.
+    layout_b, b = copy_of(tmp_path, "b")
+    sync_down(store, layout_b, b)
+    write(b, "klines/1m/ETHUSDT.pqt", b"leftover")
+    sync_down(store, layout_b, b)
+    assert files(b) == {}

@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bhds import paths
-from bhds.errors import LockBusy
+from bhds.errors import ConfigError, LockBusy
 from bhds.objstore.store import ObjectStore
 from bhds.paths import Layout
 
@@ -140,6 +140,12 @@ def _sync_once(store: ObjectStore, layout: Layout, tree_dir: Path) -> Manifest:
         os.replace(temp, tree_dir / rel)
         _drop_sqlite_sides(tree_dir / rel)
     stale = [rel for rel in local if rel not in manifest.objects]
+    if stale and not paths.sync_record(layout, tree).exists():
+        # Never synced here: these files are not a stale copy of the bucket but someone's data
+        # (BHDS_WORK_DIR pointed at an existing data folder). Deleting them would lose it.
+        raise ConfigError(f"{tree_dir} holds {len(stale)} files the bucket never published (e.g. {stale[0]}): "
+                          "BHDS_WORK_DIR must be an empty folder or bhds' own working copy; point it elsewhere "
+                          "or move those files")
     for rel in stale:
         (tree_dir / rel).unlink(missing_ok=True)
         _drop_sqlite_sides(tree_dir / rel)
