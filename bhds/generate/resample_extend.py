@@ -51,8 +51,8 @@ def _time_ranges(metadata: pa.parquet.FileMetaData) -> tuple[np.ndarray, np.ndar
 def source_cut(metadata: pa.parquet.FileMetaData, kept: int) -> int | None:
     """Where the 1m file's minutes may start to differ from the version last resampled: after its `kept` groups."""
     ranges = _time_ranges(metadata)
-    if ranges is None or not 1 <= kept <= metadata.num_row_groups:
-        return None
+    if ranges is None or not 1 <= kept <= metadata.num_row_groups or np.any(ranges[0][1:] <= ranges[1][:-1]):
+        return None  # groups out of order: a file generate did not write
     return int(ranges[1][kept - 1]) + MINUTE_MS  # every minute up to the kept groups' last lies in them, in both versions
 
 
@@ -85,7 +85,7 @@ def extend_resampled(job: ResampleJob, name: str, schema: pa.Schema, vwap_name: 
     cut = source_cut(source.metadata, job.kept_source_groups)
     if cut is None:
         return {}
-    plans: dict[str, tuple[Offset, Path, int, int]] = {}
+    plans: dict[str, tuple[Offset, Path, int, int, int]] = {}  # offset, previous file, groups kept, their rows, rebuilt from
     for offset in plan.offsets:
         previous = resampled_file_in(job.previous_dir, offset.name, name)
         try:
@@ -94,14 +94,17 @@ def extend_resampled(job: ResampleJob, name: str, schema: pa.Schema, vwap_name: 
             continue
         kept = _kept_groups(old.metadata, plan, offset, cut) if old.schema_arrow.equals(schema, check_metadata=False) else None
         if kept is not None:
-            plans[offset.name] = (offset, previous, *kept)
+            keep, since = kept
+            plans[offset.name] = (offset, previous, keep, sum(old.metadata.row_group(i).num_rows for i in range(keep)), since)
     if not plans:
         return {}
 
-    since = min(since for _offset, _path, _keep, since in plans.values())
+    since = min(p[4] for p in plans.values())
     highs = _time_ranges(source.metadata)[1]  # type: ignore[index]
     table = source.read_row_groups([i for i in range(source.metadata.num_row_groups) if highs[i] >= since], columns=schema.names)
     t = frame.to_numpy(table.column(TIME))
+    if len(t) > 1 and not bool(np.all(t[1:] > t[:-1])):
+        return {}  # not sorted and unique: `resample_columns` would order the whole file first
     first = int(np.searchsorted(t, since))
     table = table.slice(first)
 
@@ -110,15 +113,13 @@ def extend_resampled(job: ResampleJob, name: str, schema: pa.Schema, vwap_name: 
 
     frames = resample_columns(read, schema.names, replace(plan, offsets=tuple(p[0] for p in plans.values())), vwap_name=vwap_name)
     written: dict[str, tuple[int, int]] = {}
-    for offset_name, (_offset, previous, keep, offset_since) in plans.items():
+    for offset_name, (_offset, previous, keep, kept_rows, offset_since) in plans.items():
         bars = frames[offset_name]
         bars = frame.take(bars, bars[TIME] >= offset_since)
         if not len(bars[TIME]):
             continue
         sink = pa.BufferOutputStream()
         write_months(frame.to_table(bars, schema), sink, RESAMPLED_GROUP_MONTHS)
-        metadata = pq.ParquetFile(previous).metadata  # before `resample` (one file, in place) replaces it
-        kept_rows = sum(metadata.row_group(i).num_rows for i in range(keep))
         try:
             kept_end, rest = splice_plan(footer_only(previous), keep, sink.getvalue().to_pybytes())
             with storage.atomic_path(resampled_file_in(job.out_dir, offset_name, name)) as tmp:
