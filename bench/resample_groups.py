@@ -5,7 +5,7 @@ needs one per period; a resampled file has far fewer rows than a 1m one, and sma
 worse. This resamples every 1m results file of `--data` (by default `vs_legacy.py`'s 10 × 365 spot)
 at 1h 5m, 4h 15m and 5m 0m, writes each offset with one group, one per month and one per quarter
 (the writer settings of bhds), and reports the bytes (and bhds.py's, from `--legacy`) and the time
-to read the whole folder back in pyarrow, polars and DuckDB (median of 5). Writes
+to read the whole folder back in pyarrow, polars and DuckDB (median of 7). Writes
 `bench/results/resample-groups-*.md`.
 """
 
@@ -38,12 +38,12 @@ def _read_times(folder: Path) -> dict[str, float]:
     readers = {
         "pyarrow": lambda: [pq.read_table(f) for f in files],
         "polars": lambda: [pl.read_parquet(f) for f in files],
-        "DuckDB": lambda: duckdb.sql(f"select * from read_parquet({files!r})").arrow(),
+        "DuckDB": lambda: duckdb.sql(f"select * from read_parquet({files!r})").to_arrow_table(),
     }
     out = {}
     for name, read in readers.items():
         runs = []
-        for _ in range(5):
+        for _ in range(7):
             started = time.perf_counter()
             read()
             runs.append(time.perf_counter() - started)
@@ -68,7 +68,7 @@ def main() -> int:
     sources = sorted((args.data / "results_data/spot/klines/1m").glob("*.pqt"))
     lines = ["# Resampled files: row groups, bytes and read time", "",
              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {os.cpu_count()} cores; {len(sources)} 1m files from {args.data}; "
-             "read = the whole folder, median of 5, seconds (a busy machine: compare within a row).", "",
+             "read = the whole folder, median of 7, seconds (a busy machine: compare within a row).", "",
              "| resample | layout | MB | × bhds.py's | pyarrow s | polars s | DuckDB s |", "|---|---|---|---|---|---|---|"]
     for interval, offset in [("1h", "5m"), ("4h", "15m"), ("5m", "0m")]:
         plan = plan_resample(interval, offset)

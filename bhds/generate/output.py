@@ -2,9 +2,9 @@
 
 A row group per period lets a later run keep a file's past periods as they are (their bytes,
 `splice`) and encode only the ones that changed; a full build writes the very same groups, so
-both give identical files. Resampled files hold 12-288 times fewer rows than 1m ones: month
-groups of 1h bars (720 rows) made them 15 % larger than one group, quarters 5-8 %, which keeps
-them smaller than bhds.py's (bench/results/resample-groups-spot-10x365.md).
+both give identical files. Resampled files hold 5-240 times fewer rows than 1m ones: month
+groups of 1h bars (720 rows) made them 15 % larger than one group, bigger than bhds.py's; quarters
+6-11 %, smaller than bhds.py's (`bench/resample_groups.py`, bench/results/resample-groups-*.md).
 """
 
 from __future__ import annotations
