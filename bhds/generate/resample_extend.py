@@ -9,9 +9,11 @@ whose bars all end by `cut` are kept as raw bytes, the bars from the next quarte
 from the 1m rows of that quarter on, encoded alone and spliced in (`splice`). A full build writes
 the same groups with the same settings, so it gives the same file.
 
-Whenever that is not certain, the offset is resampled whole: calendar windows (1M), an output
-without quarter groups (older files), a window of the first rebuilt quarter that would start before
-`cut` in every kept group but the first, nothing new to splice, another schema.
+When a bar of the last kept quarter would close after `cut` (a window straddling it, e.g. the
+23:05 bar of a quarter's last day with `cut` at midnight), one quarter fewer is kept. Whenever
+identity is not certain the offset is resampled whole: calendar windows (`1mo`), an output without
+quarter groups (older files), no quarter but the first that could be kept, nothing new to splice,
+another schema, a 1m file out of order.
 """
 
 from __future__ import annotations
