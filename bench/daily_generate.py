@@ -1,14 +1,17 @@
-"""`python bench/daily_generate.py [--data DIR] [--rounds 3] [--copies 1]`: the daily cron case of `generate kline-type`.
+"""`python bench/daily_generate.py [--data DIR] [--rounds 3] [--copies 1] [--no-resample]`: the daily cron case of
+`generate kline-type` and `resample-type` (1h 5m, 5m 0m).
 
 A daily run finds one new day per symbol: parse rewrites each symbol's current month, and
 `generate kline-type` extends each latest result file by that month instead of re-encoding its
 history. This times it on a copy of parsed spot 1m data (by default the bhds side of
 `bench/vs_legacy.py`'s 10 × 365 data set):
 
-1. every symbol's last partition loses its last day ("yesterday"); a cold `generate kline-type`;
+1. every symbol's last partition loses its last day ("yesterday"); a cold `generate kline-type`,
+   then `resample-type` 1h 5m and 5m 0m;
 2. the partitions get their last day back (as parse would rewrite them); `generate kline-type`,
-   timed: the daily run (`extended=` symbols);
-3. `.bhds/` and the results removed; `generate kline-type`, timed: the full rebuild of the same
+   timed: the daily run (`extended=` symbols); each resample, timed (`extended=` files: their
+   earlier quarters kept);
+3. `.bhds/` and the results removed; the same commands, timed: the full rebuild of the same
    inputs, whose files must equal the daily run's byte for byte (checked; a mismatch fails the bench).
 
 Prints wall and CPU seconds and the per-symbol cost of both, and writes a Markdown table to
@@ -35,6 +38,9 @@ from bench.harness import Measurement, measure, publish  # noqa: E402
 PARSED = Path("parsed_data/spot/klines")
 RESULTS = Path("results_data/spot/klines/1m")
 GENERATE = ["generate", "kline-type", "spot", "1m", "--split-gaps", "--with-vwap", "--no-with-funding-rates"]
+RESAMPLES = {"resample-type 1h 5m": ["generate", "resample-type", "spot", "1h", "5m"],
+             "resample-type 5m 0m": ["generate", "resample-type", "spot", "5m", "0m"]}
+RESAMPLED = Path("results_data/spot/resampled_klines")
 DAY_MS = 86_400_000
 
 
@@ -79,20 +85,33 @@ def _drop_last_day(partition: Path, keep: Path) -> None:
     write_table_numeric(table.filter(pa.array(t < last_day)).replace_schema_metadata(table.schema.metadata), partition)
 
 
-def _run(data_dir: Path) -> Measurement:
+def _run(data_dir: Path, argv: list[str] = GENERATE) -> Measurement:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CRYPTO_", "BHDS_", "PYTHON"))}
     env.update(CRYPTO_BASE_DIR=str(data_dir.parent), CRYPTO_NJOBS=os.environ.get("CRYPTO_NJOBS", "2"), PYTHONPATH=str(REPO))
-    m = measure([sys.executable, str(REPO / "bhds.py"), *GENERATE], env, cwd=REPO)
+    m = measure([sys.executable, str(REPO / "bhds.py"), *argv], env, cwd=REPO)
     if m.returncode != 0:
-        raise SystemExit(f"bench: generate exited {m.returncode}:\n{m.stderr_tail}")
+        raise SystemExit(f"bench: {' '.join(argv[:2])} exited {m.returncode}:\n{m.stderr_tail}")
     return m
 
 
 def _files(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(folder.glob("*.pqt"))}
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*.pqt"))}
 
 
-def one_round(source: Path, copies: int) -> tuple[Measurement, Measurement, int, str]:
+def _extended(m: Measurement, says: str) -> str:
+    """How many the run's log says it extended."""
+    logged = [line for line in m.stderr_tail.splitlines() if says in line]
+    return logged[-1].split("INFO ")[-1].split()[0] if logged else "0"
+
+
+def _all(data: Path, resample: bool) -> dict[str, Measurement]:
+    runs = {"generate kline-type": _run(data)}
+    for label, argv in RESAMPLES.items() if resample else ():
+        runs[label] = _run(data, argv)
+    return runs
+
+
+def one_round(source: Path, copies: int, resample: bool = True) -> tuple[dict[str, Measurement], dict[str, Measurement], int, dict[str, str]]:
     with tempfile.TemporaryDirectory(prefix="bhds-daily-") as tmp:
         data = Path(tmp) / "crypto_data" / "binance_data"
         lasts = _copy_inputs(source, data, copies)
@@ -100,17 +119,17 @@ def one_round(source: Path, copies: int) -> tuple[Measurement, Measurement, int,
         kept.mkdir()
         for i, partition in enumerate(lasts):
             _drop_last_day(partition, kept / f"{i}.pqt")
-        _run(data)  # yesterday's full build
+        _all(data, resample)  # yesterday's full build
         for i, partition in enumerate(lasts):
             shutil.move(kept / f"{i}.pqt", partition)  # today's parse: the month with its new day
-        daily = _run(data)
-        logged = [line for line in daily.stderr_tail.splitlines() if "symbols extended" in line]
-        extended = logged[-1].split("INFO ")[-1].split()[0] if logged else "0"
-        incremental = _files(data / RESULTS)
+        daily = _all(data, resample)
+        extended = {label: _extended(m, "symbols extended" if label.startswith("generate") else "resampled files extended")
+                    for label, m in daily.items()}
+        incremental = _files(data / "results_data")
         shutil.rmtree(data / "results_data")
         shutil.rmtree(data / ".bhds")
-        full = _run(data)
-        if _files(data / RESULTS) != incremental:
+        full = _all(data, resample)
+        if _files(data / "results_data") != incremental:
             raise SystemExit("bench: the daily run's files differ from a full rebuild's")
         return daily, full, len(lasts), extended
 
@@ -120,30 +139,39 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=None, help="a binance_data folder with parsed spot 1m klines")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--copies", type=int, default=1, help="each symbol this many times (more symbols, same data)")
+    parser.add_argument("--no-resample", action="store_true", help="time generate kline-type only")
     args = parser.parse_args()
     source = args.data or _default_data()
-    dailies, fulls = [], []
-    symbols, extended = 0, "0"
+    dailies: list[dict[str, Measurement]] = []
+    fulls: list[dict[str, Measurement]] = []
+    symbols, extended = 0, {}
     for r in range(args.rounds):
-        daily, full, symbols, extended = one_round(source, args.copies)
+        daily, full, symbols, extended = one_round(source, args.copies, not args.no_resample)
         dailies.append(daily)
         fulls.append(full)
-        print(f"round {r + 1}: daily {daily.wall:.2f} s (cpu {daily.cpu:.2f}), full {full.wall:.2f} s (cpu {full.cpu:.2f})", file=sys.stderr)
+        print(f"round {r + 1}: " + "; ".join(f"{label}: daily cpu {daily[label].cpu:.2f} s, full cpu {full[label].cpu:.2f} s" for label in daily),
+              file=sys.stderr)
 
-    def med(runs: list[Measurement], attr: str) -> float:
-        return statistics.median(getattr(m, attr) for m in runs)
+    def med(runs: list[dict[str, Measurement]], label: str, attr: str) -> float:
+        return statistics.median(getattr(m[label], attr) for m in runs)
 
     lines = [
-        "# generate kline-type: the daily run (one new day per symbol) against a full rebuild",
+        "# The daily run (one new day per symbol) against a full rebuild: generate kline-type, resample-type",
         "",
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {os.cpu_count()} cores; {symbols} symbols from {source}; "
         f"median of {args.rounds} round(s); CPU = user+sys of the process tree. The daily run's files equal the full rebuild's byte for byte.",
         "",
-        "| run | wall s | CPU s | CPU ms per symbol |",
-        "|---|---|---|---|",
-        f"| daily: one new day per symbol (extended={extended}) | {med(dailies, 'wall'):.2f} | {med(dailies, 'cpu'):.2f} | {1000 * med(dailies, 'cpu') / symbols:.0f} |",
-        f"| full rebuild of the same inputs | {med(fulls, 'wall'):.2f} | {med(fulls, 'cpu'):.2f} | {1000 * med(fulls, 'cpu') / symbols:.0f} |",
+        "| command | run | wall s | CPU s | CPU ms per symbol |",
+        "|---|---|---|---|---|",
     ]
+    for label in dailies[0]:
+        what = "symbols" if label.startswith("generate") else "files"
+        lines += [
+            f"| {label} | daily: one new day per symbol (extended={extended[label]} {what}) | {med(dailies, label, 'wall'):.2f} | "
+            f"{med(dailies, label, 'cpu'):.2f} | {1000 * med(dailies, label, 'cpu') / symbols:.0f} |",
+            f"| {label} | full rebuild of the same inputs | {med(fulls, label, 'wall'):.2f} | {med(fulls, label, 'cpu'):.2f} | "
+            f"{1000 * med(fulls, label, 'cpu') / symbols:.0f} |",
+        ]
     publish("\n".join(lines) + "\n", "daily-generate")
     return 0
 

@@ -81,6 +81,11 @@ STAGES = (
     Stage("resample-incremental", (*_PREPARED, ("generate", "kline-type", *_KLINE_TYPE_ARGS), ("generate", "resample-type", "spot", "1h", "15m"),
                                    _ONE_API_DAY, ("generate", "kline-type", *_KLINE_TYPE_ARGS)),
           ("generate", "resample-type", "spot", "1h", "15m")),
+    # The daily case: new API days extend the 1m files, whose resamples then keep their earlier quarter (0m) or are
+    # resampled whole (the other offsets straddle the cut), in one run.
+    Stage("resample-extend", (*_PREPARED[:3], ("generate", "kline-type", *_KLINE_TYPE_ARGS), ("generate", "resample-type", "spot", "1h", "15m"),
+                              _PREPARED[3], ("generate", "kline-type", *_KLINE_TYPE_ARGS)),
+          ("generate", "resample-type", "spot", "1h", "15m")),
 )
 STAGE_BY_NAME = {stage.name: stage for stage in STAGES}
 

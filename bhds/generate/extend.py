@@ -24,6 +24,7 @@ import pyarrow as pa
 
 from bhds import storage
 from bhds.generate import frame
+from bhds.generate.builds import FileStat, file_stat
 from bhds.generate.frame import FUNDING, TIME, Columns
 from bhds.generate.funding import funding_on_grid
 from bhds.generate.gaps import fill, gap_starts
@@ -81,6 +82,20 @@ def _read_rows(paths: list[Path], since_ms: int) -> Columns | None:
     return frame.concat(parts) if parts else None
 
 
+# How many earlier versions of a latest file `lineage` remembers: a week of daily runs between two resamples
+# (each costs ~35 bytes per symbol in the record every run loads: 1 MB for the full archive).
+LINEAGE_DEPTH = 8
+
+
+def lineage(old: dict, old_stat: FileStat | None, keep: int) -> list[list]:
+    """`[[size, mtime_ns], groups]` for each earlier version of the extended file: its first `groups`
+    row groups are byte for byte the new file's. `resample-type` keeps its bars from those (`resample_extend`)."""
+    if old_stat is None:
+        return []
+    earlier = [[stat, min(int(groups), keep)] for stat, groups in old.get("lineage", [])]
+    return [[list(old_stat), keep], *earlier][:LINEAGE_DEPTH]
+
+
 def _column(table: pa.Table, name: str) -> np.ndarray:
     return frame.to_numpy(table.column(name))
 
@@ -95,6 +110,7 @@ def extend(job: KlineJob, interval: Interval, archive_files: list[Path], api_fil
     latest = parquet_in(job.previous_dir, job.symbol)
     try:
         source = pq.ParquetFile(latest)
+        latest_stat = file_stat(latest)  # before `kline` (one symbol, in place) replaces it
     except (OSError, pa.ArrowException):
         return None
     old = job.previous_inputs
@@ -194,7 +210,7 @@ def extend(job: KlineJob, interval: Interval, archive_files: list[Path], api_fil
         return None
     size = kept_end + len(rest)
 
-    result = TaskResult(job.symbol, extended=True, inputs=record)
+    result = TaskResult(job.symbol, extended=True, inputs={**record, "lineage": lineage(old, latest_stat, keep)})
     for name in job.previous:  # the earlier segments lie before the latest file: unchanged
         if name == job.symbol:
             continue

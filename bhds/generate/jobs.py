@@ -14,6 +14,7 @@ from bhds.generate.offsets import ResamplePlan
 from bhds.types import TradeType
 
 RESAMPLE_SOURCE_INTERVAL = "1m"
+RESAMPLED_GROUP_MONTHS = 3  # a resampled file's row groups: calendar quarters (`output.write_months`)
 TASKS_MODULE = "bhds.generate.tasks"  # what a worker imports to run a job
 
 
@@ -47,6 +48,11 @@ class ResampleJob:
     trade_type: TradeType
     plan: ResamplePlan
     out_dir: Path
+    # The outputs as the last run wrote them (untouched since) are in `previous_dir`, and `source`'s
+    # first `kept_source_groups` row groups are byte for byte the ones they were resampled from:
+    # their leading bars may then be kept (`resample_extend`).
+    previous_dir: Path | None = None
+    kept_source_groups: int = 0
 
 
 @dataclass
@@ -56,7 +62,7 @@ class TaskResult:
     rows: int = 0
     bytes: int = 0
     skipped: bool = False
-    extended: bool = False  # the latest file kept its past months and got only the changed ones
+    extended: bool | int = False  # the latest file kept its past months and got only the changed ones (resamples: how many offsets)
     inputs: dict | None = None  # what the files were built from (`tasks.inputs_record`), for the next run's `extend`
 
 

@@ -7,6 +7,7 @@ where that directory is and swaps it in.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +21,11 @@ from bhds.generate.builds import FORMAT
 from bhds.generate.frame import FUNDING, TIME, Columns
 from bhds.generate.funding import funding_on_grid, funding_series
 from bhds.generate.gaps import fill, gap_starts, segment_names, segments
-from bhds.generate.jobs import RESAMPLE_SOURCE_INTERVAL, KlineJob, ResampleJob, TaskResult
+from bhds.generate.jobs import RESAMPLE_SOURCE_INTERVAL, RESAMPLED_GROUP_MONTHS, KlineJob, ResampleJob, TaskResult
 from bhds.generate.merge import merge, traded, vwap
 from bhds.generate.output import write_months
 from bhds.generate.resample import resample_columns
+from bhds.generate.resample_extend import extend_resampled
 from bhds.paths import PARQUET_SUFFIX, Layout, list_files, parquet_in, resampled_file_in
 from bhds.schema import API_FUNDING_SCHEMA, KLINE_SCHEMA, PARSED_FUNDING_SCHEMA, vwap_column
 from bhds.types import Interval, TradeType, parse_interval
@@ -202,7 +204,9 @@ def resample_file(job: ResampleJob) -> TaskResult:
     """Contract §6.12 for one 1m results file: one output per offset, named like the input.
 
     The file is read a column at a time (see `resample_columns`), so a worker holds a few
-    columns rather than a symbol's whole history.
+    columns rather than a symbol's whole history. When only the file's latest months changed
+    since the last run (`job.kept_source_groups`), an offset's output keeps its earlier quarters
+    and gets only the later ones (`resample_extend`), which gives the same file.
     """
     _use_system_allocator()
     name = job.source.name[: -len(PARQUET_SUFFIX)]
@@ -218,9 +222,16 @@ def resample_file(job: ResampleJob) -> TaskResult:
             field = schema.field(column)
             return frame.to_numpy(source.column(column, field.type))
 
-        frames = resample_columns(read, schema.names, job.plan, vwap_name=vwap_name)
+        extended = extend_resampled(job, name, schema, vwap_name) if job.kept_source_groups else {}
+        for offset, (rows, size) in extended.items():
+            result.rows += rows
+            result.bytes += size
+            result.files.append(offset)
+        result.extended = len(extended)
+        rest = tuple(o for o in job.plan.offsets if o.name not in extended)
+        frames = resample_columns(read, schema.names, dataclasses.replace(job.plan, offsets=rest), vwap_name=vwap_name) if rest else {}
     for offset, out in frames.items():
-        result.bytes += storage.write_table_numeric(frame.to_table(out, schema), resampled_file_in(job.out_dir, offset, name))
+        result.bytes += write_months(frame.to_table(out, schema), resampled_file_in(job.out_dir, offset, name), RESAMPLED_GROUP_MONTHS)
         result.rows += len(out[TIME])
         result.files.append(offset)
     return result

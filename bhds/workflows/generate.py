@@ -28,7 +28,7 @@ from bhds.errors import BhdsError, DataError, InputError
 from bhds.generate.builds import FORMAT, BuildRecord, FileStat, Unit, digest, file_stat, files_stat, outputs_of, tree_files
 from bhds.generate.contracts import CONTRACT_SIZES_CACHE, load_sizes, sizes_for
 from bhds.generate.offsets import ResamplePlan, plan_resample
-from bhds.generate.jobs import RESAMPLE_SOURCE_INTERVAL, TASKS_MODULE, KlineJob, ResampleJob, TaskResult, run_kline_job, run_resample_job
+from bhds.generate.jobs import RESAMPLE_SOURCE_INTERVAL, RESAMPLED_GROUP_MONTHS, TASKS_MODULE, KlineJob, ResampleJob, TaskResult, run_kline_job, run_resample_job
 from bhds.parallel import imap_isolated
 from bhds.paths import KLINES, PARQUET_SUFFIX, Layout, list_files, list_subdirs, lock_name, parquet_in, resampled_file_in, staging_dir
 from bhds.progress import bar
@@ -332,16 +332,45 @@ def resample(settings: Settings, *, trade_type, symbol, resample_interval, base_
         storage.recover_dir(target)
         if not source.exists():
             raise InputError(f"no 1m results for {symbol} ({source}): run `generate kline {trade_type.value} 1m {symbol}` first")
-        digests = {_resample_key(o.name, symbol): _resample_digest(plan, o.name, file_stat(source)) for o in plan.offsets}
-        _count(summary, run_resample_job(ResampleJob(source, trade_type, plan, target)))
-        # So that `resample-type` need not resample this file again.
+        source_stat = file_stat(source)
+        digests = {_resample_key(o.name, symbol): _resample_digest(plan, o.name, source_stat) for o in plan.offsets}
         record = BuildRecord.load(_record_path(layout, _resample_stage(trade_type, resample_interval)))
-        record.save({**record.units, **{key: Unit(d, outputs_of(target, [key])) for key, d in digests.items()}})
+        kline_record = BuildRecord.load(_record_path(layout, _kline_stage(trade_type, RESAMPLE_SOURCE_INTERVAL)))
+        kept = _kept_source_groups(record, kline_record, target, plan, source, source_stat)
+        result = run_resample_job(ResampleJob(source, trade_type, plan, target, target if kept else None, kept))
+        _count(summary, result)
+        if result.extended:
+            summary.notes["extended"] = result.extended
+        # So that `resample-type` need not resample this file again.
+        record.save({**record.units, **{key: Unit(d, outputs_of(target, [key]), _resample_inputs(plan, o.name, source_stat))
+                                        for (key, d), o in zip(digests.items(), plan.offsets)}})
     return summary
 
 
 def _resample_digest(plan: ResamplePlan, offset: str, source_stat: FileStat | None) -> str:
     return digest(FORMAT, plan.interval.text, offset, source_stat)
+
+
+def _resample_inputs(plan: ResamplePlan, offset: str, source_stat: FileStat | None) -> dict:
+    """What a resampled file was made from, for the next run's `resample_extend`: the 1m file's stat and the layout."""
+    return {"source": list(source_stat or ()), "options": [FORMAT, plan.interval.text, offset, RESAMPLED_GROUP_MONTHS]}
+
+
+def _kept_source_groups(record: BuildRecord, kline_record: BuildRecord, target: Path, plan: ResamplePlan, source: Path,
+                        source_stat: FileStat | None) -> int:
+    """How many leading row groups of the 1m file `source` are byte for byte those its resamples of `plan` in
+    `target` were made from, as `kline-type`'s record of its extensions (`extend.lineage`) tells; 0 when unknown."""
+    name = _stem(source)
+    previous = [record.untouched(_resample_key(o.name, name), target) for o in plan.offsets]
+    if any(u is None or not u.inputs or u.inputs.get("options") != _resample_inputs(plan, o.name, None)["options"]
+           for u, o in zip(previous, plan.offsets)):
+        return 0
+    made_from = {tuple(u.inputs["source"]) for u in previous}  # type: ignore[index, union-attr]
+    kline = kline_record.units.get(name)
+    if len(made_from) != 1 or kline is None or not kline.inputs or kline.outputs.get(source.name) != source_stat:
+        return 0
+    old_stat = made_from.pop()
+    return next((int(groups) for stat, groups in kline.inputs.get("lineage", []) if tuple(stat) == old_stat), 0)
 
 
 def _resample_key(offset: str, name: str) -> str:
@@ -373,11 +402,14 @@ def resample_type(settings: Settings, *, trade_type, resample_interval, base_off
             return summary
         log.info("num_files=%d, offsets=%s", len(sources), ",".join(o.name for o in plan.offsets))
         record = BuildRecord.load(_record_path(layout, stage))
+        kline_record = BuildRecord.load(_record_path(layout, _kline_stage(trade_type, RESAMPLE_SOURCE_INTERVAL)))
         digests: dict[str, str] = {}
+        stats: dict[str, FileStat | None] = {}
         units: dict[str, Unit] = {}
         jobs: list[ResampleJob] = []
         for source in sources:
             name, source_stat = _stem(source), file_stat(source)
+            stats[name] = source_stat
             stale = []
             for offset in plan.offsets:
                 key = _resample_key(offset.name, name)
@@ -388,21 +420,28 @@ def resample_type(settings: Settings, *, trade_type, resample_interval, base_off
                 else:
                     units[key] = unit
             if stale:
-                jobs.append(ResampleJob(source, trade_type, dataclasses.replace(plan, offsets=tuple(stale)), target))
+                stale_plan = dataclasses.replace(plan, offsets=tuple(stale))
+                kept = _kept_source_groups(record, kline_record, target, stale_plan, source, source_stat)
+                jobs.append(ResampleJob(source, trade_type, stale_plan, target, target if kept else None, kept))
         _unchanged(summary, len(sources) - len(jobs))
         if not jobs and tree_files(target) == set(units):
             log.info("nothing changed since the last run: %s left as it is", target)
             return summary
         log.info("%d files to resample, %d unchanged", len(jobs), len(sources) - len(jobs))
 
+        extended = 0
+
         def build(staging: Path) -> None:
+            nonlocal extended
             _link_outputs(list(units.values()), target, staging)
             ordered = [dataclasses.replace(job, out_dir=staging) for job in _largest_first(jobs, lambda job: [job.source])]
             done, failed = _run_all(run_resample_job, ordered, lambda j: _stem(j.source), settings, summary)
-            for job, _result in done:
+            for job, result in done:
+                extended += result.extended
+                name = _stem(job.source)
                 for offset in job.plan.offsets:
-                    key = _resample_key(offset.name, _stem(job.source))
-                    units[key] = Unit(digests[key], outputs_of(staging, [key]))
+                    key = _resample_key(offset.name, name)
+                    units[key] = Unit(digests[key], outputs_of(staging, [key]), _resample_inputs(plan, offset.name, stats[name]))
             for job in failed:
                 _carry_over_resampled(target, staging, job.plan, _stem(job.source))
                 for offset in job.plan.offsets:
@@ -412,6 +451,9 @@ def resample_type(settings: Settings, *, trade_type, resample_interval, base_off
 
         _build_and_swap(target, build)
         summary.changed = True
+        if extended:
+            summary.notes["extended"] = extended
+            log.info("%d resampled files extended by their changed quarters (the earlier ones kept as they were)", extended)
         record.save(units)
     return summary
 
