@@ -255,3 +255,33 @@ def test_a_leased_tree_makes_a_command_exit_75(s3_run, s3_server) -> None:
     waited = subprocess.run([sys.executable, str(REPO / "bhds.py"), "generate", "resample-type", "um_futures", "1h", "5m"],
                             env=env, capture_output=True, text=True, timeout=120)
     assert waited.returncode == 0, waited.stderr
+
+
+def test_a_day_published_by_one_machine_extends_on_another(s3_run, default_archive: Path, tmp_path: Path) -> None:
+    """Machine A downloads and parses a re-uploaded day of the current month and publishes; machine B (a fresh
+    working copy) generates: its synced inputs keep A's mtimes, so only that symbol changes and it is extended
+    (months before kept), as it would be on A. cm_futures: a market the other tests leave alone."""
+    from tests.fakebinance import read_member, reupload
+
+    _, _, env, _ = s3_run
+    fake, fake_env = fake_on_copy(default_archive, tmp_path / "fake")
+    try:
+        archive = tmp_path / "fake" / "bucket"
+        latest = max(archive.rglob("data/futures/cm/daily/klines/*/1m/*.zip"), key=lambda p: (p.name[-14:], p.name))
+        key = latest.relative_to(archive).as_posix()
+        rows = [line.split(",") for line in read_member(archive, key).decode().splitlines() if line[:1].isdigit()]
+        for row in rows[600:660]:  # an hour of corrected prices
+            row[1:5] = [f"{float(v) * 1.01:.8f}" for v in row[1:5]]
+        reupload(archive, key, rows)
+        a_env = {**env, **fake.env}
+        for argv in (("aws_kline", "download-cm-futures", "1m"), ("aws_kline", "parse-type-all", "cm_futures", "1m")):
+            proc = subprocess.run([sys.executable, str(REPO / "bhds.py"), *argv], env=a_env, capture_output=True, text=True, timeout=600)
+            assert proc.returncode == 0 and " failed=0 " in proc.stdout, proc.stdout + proc.stderr[-2000:]
+        assert " partitions=1 " in proc.stdout, proc.stdout
+    finally:
+        fake.stop()
+    b_env = {**env, "BHDS_WORK_DIR": str(tmp_path / "machine-b")}
+    proc = subprocess.run([sys.executable, str(REPO / "bhds.py"), "generate", "kline-type", "cm_futures", "1m", "--split-gaps",
+                           "--with-vwap", "--with-funding-rates"], env=b_env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert " files=1 " in proc.stdout and "extended=1" in proc.stdout, proc.stdout  # the old code: every symbol built again

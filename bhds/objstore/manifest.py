@@ -194,14 +194,16 @@ def publish(store: ObjectStore, layout: Layout, tree_dir: Path, base: Manifest,
     for rel, stat in local.items():
         obj, known = base.objects.get(rel), record["files"].get(rel)
         if obj is not None and known is not None and known[0] == obj["etag"] and tuple(known[1:]) == stat:
-            keep[rel] = {**obj, "mtime_ns": stat[1]}
+            # Untouched since the sync: its published mtime stays (a file system keeping coarser times
+            # than the writer's must not make a generation). A manifest from before `mtime_ns` gains
+            # this one with the next generation that changes anything else.
+            keep[rel] = obj if "mtime_ns" in obj else {**obj, "mtime_ns": stat[1]}
         elif obj is not None and "-" not in obj["etag"] and obj["size"] == stat[0] and _md5(tree_dir / rel) == obj["etag"]:
             keep[rel] = {**obj, "mtime_ns": stat[1]}  # rewritten with the same bytes: only its mtime is new
         else:
             upload.append(rel)
-    # A kept file's new mtime alone is a change worth a generation: the stages' records on this
-    # machine name that mtime, and a copy synced elsewhere must match them. A manifest from before
-    # `mtime_ns` gains it with the next generation that changes anything else.
+    # A rewritten file's new mtime alone is a change worth a generation: the stages' records on this
+    # machine name that mtime, and a copy synced elsewhere must match them.
     retimed = [rel for rel, obj in keep.items() if base.objects[rel].get("mtime_ns", obj["mtime_ns"]) != obj["mtime_ns"]]
     if not upload and not retimed and set(keep) == set(base.objects):
         finish_collection(store, base)  # a writer killed after publishing may not have collected
