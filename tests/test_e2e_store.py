@@ -5,6 +5,7 @@ a command finding another process's lease exits 75."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -136,6 +137,37 @@ def test_a_second_run_publishes_nothing_new(s3_run, s3_server) -> None:
     assert {tree: read_manifest(store, tree).generation for tree in names} == before
 
 
+def working_copy_files(root: Path, tree: str) -> dict[str, tuple[bytes, int]]:
+    """A working copy's files of `tree`: path inside the tree -> (bytes, mtime_ns)."""
+    top = root / "binance_data" / tree
+    return {p.relative_to(top).as_posix(): (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(top.rglob("*")) if p.is_file()}
+
+
+def test_a_fresh_working_copy_rebuilds_nothing(s3_run, s3_server, tmp_path: Path) -> None:
+    """Machine B (another BHDS_WORK_DIR) after machine A published: a synced file carries A's mtime, so
+    B's parse and generate find every input unchanged and write and publish nothing."""
+    url, _, env, _ = s3_run
+    store = open_store(url, access(s3_server))
+    names = [f"{root}/{tt.value}" for root in TREES for tt in TradeType]
+    before = {tree: read_manifest(store, tree) for tree in names}
+    b_env = {**env, "BHDS_WORK_DIR": str(tmp_path / "machine-b")}
+    argvs = {"parsed_data/spot": (("aws_kline", "parse-type-all", "spot", "1m"), (" files=0 ", " partitions=0 ")),
+             "results_data/spot": (("generate", "kline-type", "spot", "1m", "--split-gaps", "--with-vwap", "--no-with-funding-rates"),
+                                   (" files=0 ", " unchanged=6 "))}
+    for tree, (argv, no_op) in argvs.items():
+        proc = subprocess.run([sys.executable, str(REPO / "bhds.py"), *argv], env=b_env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert all(part in proc.stdout for part in no_op), proc.stdout  # the old code: every symbol parsed and built again
+        # Every file of B's copy is the published one, with the mtime A published it with: none rewritten.
+        published = before[tree].objects
+        copy = working_copy_files(tmp_path / "machine-b", tree)
+        assert sorted(copy) == sorted(published)
+        assert {rel: mtime for rel, (_, mtime) in copy.items()} == {rel: obj["mtime_ns"] for rel, obj in published.items()}
+        assert all(hashlib.md5(data).hexdigest() == published[rel]["etag"] for rel, (data, _) in copy.items()
+                   if "-" not in published[rel]["etag"])
+    assert {tree: read_manifest(store, tree).generation for tree in names} == {t: m.generation for t, m in before.items()}
+
+
 def local_result(local_run: Path, env: dict[str, str], argv: tuple[str, ...], into: Path) -> Path:
     """`argv` run with a local root on a copy of the local scripts' run (no scheduler): its data root."""
     local_env = {k: v for k, v in env.items() if k not in ("BHDS_WORK_DIR", "DASK_SCHEDULER_ADDRESS")}
@@ -223,3 +255,33 @@ def test_a_leased_tree_makes_a_command_exit_75(s3_run, s3_server) -> None:
     waited = subprocess.run([sys.executable, str(REPO / "bhds.py"), "generate", "resample-type", "um_futures", "1h", "5m"],
                             env=env, capture_output=True, text=True, timeout=120)
     assert waited.returncode == 0, waited.stderr
+
+
+def test_a_day_published_by_one_machine_extends_on_another(s3_run, default_archive: Path, tmp_path: Path) -> None:
+    """Machine A downloads and parses a re-uploaded day of the current month and publishes; machine B (a fresh
+    working copy) generates: its synced inputs keep A's mtimes, so only that symbol changes and it is extended
+    (months before kept), as it would be on A. cm_futures: a market the other tests leave alone."""
+    from tests.fakebinance import read_member, reupload
+
+    _, _, env, _ = s3_run
+    fake, fake_env = fake_on_copy(default_archive, tmp_path / "fake")
+    try:
+        archive = tmp_path / "fake" / "bucket"
+        latest = max(archive.rglob("data/futures/cm/daily/klines/*/1m/*.zip"), key=lambda p: (p.name[-14:], p.name))
+        key = latest.relative_to(archive).as_posix()
+        rows = [line.split(",") for line in read_member(archive, key).decode().splitlines() if line[:1].isdigit()]
+        for row in rows[600:660]:  # an hour of corrected prices
+            row[1:5] = [f"{float(v) * 1.01:.8f}" for v in row[1:5]]
+        reupload(archive, key, rows)
+        a_env = {**env, **fake.env}
+        for argv in (("aws_kline", "download-cm-futures", "1m"), ("aws_kline", "parse-type-all", "cm_futures", "1m")):
+            proc = subprocess.run([sys.executable, str(REPO / "bhds.py"), *argv], env=a_env, capture_output=True, text=True, timeout=600)
+            assert proc.returncode == 0 and " failed=0 " in proc.stdout, proc.stdout + proc.stderr[-2000:]
+        assert " partitions=1 " in proc.stdout, proc.stdout
+    finally:
+        fake.stop()
+    b_env = {**env, "BHDS_WORK_DIR": str(tmp_path / "machine-b")}
+    proc = subprocess.run([sys.executable, str(REPO / "bhds.py"), "generate", "kline-type", "cm_futures", "1m", "--split-gaps",
+                           "--with-vwap", "--with-funding-rates"], env=b_env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert " files=1 " in proc.stdout and "extended=1" in proc.stdout, proc.stdout  # the old code: every symbol built again

@@ -359,3 +359,55 @@ def test_a_first_sync_never_deletes_files_the_bucket_did_not_publish(tmp_path: P
     write(b, "klines/1m/ETHUSDT.pqt", b"leftover")
     sync_down(store, layout_b, b)
     assert files(b) == {}
+
+
+def mtimes(tree: Path) -> dict[str, int]:
+    return {p.relative_to(tree).as_posix(): p.stat().st_mtime_ns for p in sorted(tree.rglob("*")) if p.is_file()}
+
+
+def test_a_synced_file_carries_the_mtime_it_was_published_with(any_store, tmp_path: Path) -> None:
+    """The stages decide what to redo from size and mtime: a copy synced on another machine must not look new."""
+    store = any_store
+    a_layout, a = copy_of(tmp_path, "a")
+    b_layout, b = copy_of(tmp_path, "b")
+    g0 = sync_down(store, a_layout, a)
+    write(a, "klines/1m/BTCUSDT.pqt", b"btc-1")
+    write(a, "klines/1m/ETHUSDT.pqt", b"eth-1")
+    os.utime(a / "klines/1m/BTCUSDT.pqt", ns=(1_600_000_000_123_456_789, 1_600_000_000_123_456_789))
+    g1 = publish(store, a_layout, a, g0)
+    assert {rel: obj["mtime_ns"] for rel, obj in g1.objects.items()} == mtimes(a)
+    sync_down(store, b_layout, b)
+    assert mtimes(b) == mtimes(a) and mtimes(b)["klines/1m/BTCUSDT.pqt"] == 1_600_000_000_123_456_789
+    # B's record names the published mtime: B's next sync fetches nothing, B's publish publishes nothing.
+    inode = (b / "klines/1m/ETHUSDT.pqt").stat().st_ino
+    assert sync_down(store, b_layout, b).generation == 1 and (b / "klines/1m/ETHUSDT.pqt").stat().st_ino == inode
+    assert publish(store, b_layout, b, read_manifest(store, TREE)).generation == 1
+
+    # A rewrites a file with the same bytes (a new mtime, nothing uploaded): a generation with the new mtime,
+    # and B's copy takes it without fetching.
+    write(a, "klines/1m/ETHUSDT.pqt", b"eth-1")
+    os.utime(a / "klines/1m/ETHUSDT.pqt", ns=(1_700_000_000_000_000_001, 1_700_000_000_000_000_001))
+    g2 = publish(store, a_layout, a, g1)
+    assert g2.generation == 2 and g2.objects["klines/1m/ETHUSDT.pqt"]["key"] == g1.objects["klines/1m/ETHUSDT.pqt"]["key"]
+    sync_down(store, b_layout, b)
+    assert mtimes(b) == mtimes(a) and (b / "klines/1m/ETHUSDT.pqt").stat().st_ino == inode
+
+
+def test_a_manifest_without_mtimes_still_syncs(any_store, tmp_path: Path) -> None:
+    """Manifests published before `mtime_ns` existed: files are fetched (mtime: the fetch time) and kept."""
+    store = any_store
+    a_layout, a = copy_of(tmp_path, "a")
+    b_layout, b = copy_of(tmp_path, "b")
+    g0 = sync_down(store, a_layout, a)
+    write(a, "klines/1m/BTCUSDT.pqt", b"btc-1")
+    g1 = publish(store, a_layout, a, g0)
+    key = paths.store_key(TREE, paths.STORE_MANIFEST)
+    body = json.loads(store.read(key)[0])
+    for obj in body["objects"].values():
+        del obj["mtime_ns"]
+    assert store.replace(key, json.dumps(body).encode(), g1.etag) is not None
+    old = read_manifest(store, TREE)
+    sync_down(store, b_layout, b)
+    assert files(b) == {"klines/1m/BTCUSDT.pqt": b"btc-1"}
+    assert sync_down(store, b_layout, b).generation == 1
+    assert publish(store, b_layout, b, old).generation == 1  # nothing changed: no generation just to add mtimes

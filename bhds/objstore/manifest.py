@@ -1,7 +1,9 @@
 """A tree's published generation, and the local working copy kept equal to it.
 
 The manifest `binance_data/<tree>/_manifest.json` is the tree: its generation number and, per
-file, the object key (inside the tree) and ETag. Objects are never overwritten once published:
+file, the object key (inside the tree), ETag, size and the writer's mtime (`mtime_ns`: a synced copy
+carries it, so the stages' size-and-mtime checks see an unchanged input as unchanged on every
+machine; manifests published before it existed lack it and still sync). Objects are never overwritten once published:
 generation N's new or changed files go under `_g<N>.<writer token>/`, unchanged ones keep their
 key. Publishing is: upload, then replace the manifest with `If-Match` on the one the run started
 from (a writer that was overtaken fails instead of publishing over it), then delete the objects
@@ -34,7 +36,7 @@ MANIFEST_FORMAT = 1
 class Manifest:
     tree: str
     generation: int = 0
-    objects: dict[str, dict] = field(default_factory=dict)  # file (relative to the tree) -> {key, etag, size}
+    objects: dict[str, dict] = field(default_factory=dict)  # file (relative to the tree) -> {key, etag, size, mtime_ns}
     etag: str | None = None  # of the manifest object itself; None: nothing published yet
     # Keys the previous generation listed and this one does not: kept by the garbage collection for
     # readers still on the previous generation.
@@ -122,10 +124,13 @@ def _sync_once(store: ObjectStore, layout: Layout, tree_dir: Path) -> Manifest:
     record = _load_record(layout, tree)
     local = local_files(tree_dir, tree)
     fetch = []
+    retime = []  # files already equal to their object whose mtime is not the published one
     for rel, obj in manifest.objects.items():
         known = record["files"].get(rel)
         if known is None or known[0] != obj["etag"] or tuple(known[1:]) != local.get(rel):
             fetch.append(rel)
+        elif "mtime_ns" in obj and local[rel][1] != obj["mtime_ns"]:
+            retime.append(rel)
     token = secrets.token_hex(4)
     temps = {rel: paths.temp_path(tree_dir / rel, token) for rel in fetch}
     for temp in temps.values():
@@ -139,6 +144,10 @@ def _sync_once(store: ObjectStore, layout: Layout, tree_dir: Path) -> Manifest:
     for rel, temp in temps.items():
         os.replace(temp, tree_dir / rel)
         _drop_sqlite_sides(tree_dir / rel)
+    for rel in [*temps, *retime]:
+        published_mtime = manifest.objects[rel].get("mtime_ns")
+        if published_mtime is not None:  # the writer's mtime, not the fetch time: nothing looks changed downstream
+            os.utime(tree_dir / rel, ns=(published_mtime, published_mtime))
     stale = [rel for rel in local if rel not in manifest.objects]
     if stale and not paths.sync_record(layout, tree).exists():
         # Never synced here: these files are not a stale copy of the bucket but someone's data
@@ -155,8 +164,9 @@ def _sync_once(store: ObjectStore, layout: Layout, tree_dir: Path) -> Manifest:
         st = os.stat(tree_dir / rel)
         files[rel] = [obj["etag"], st.st_size, st.st_mtime_ns]
     _save_record(layout, tree, manifest.generation, files)
-    if fetch or stale:
-        log.info("%s: working copy at generation %d (%d fetched, %d removed)", tree, manifest.generation, len(fetch), len(stale))
+    if fetch or stale or retime:
+        log.info("%s: working copy at generation %d (%d fetched, %d removed, %d re-timed)",
+                 tree, manifest.generation, len(fetch), len(stale), len(retime))
     return manifest
 
 
@@ -184,12 +194,18 @@ def publish(store: ObjectStore, layout: Layout, tree_dir: Path, base: Manifest,
     for rel, stat in local.items():
         obj, known = base.objects.get(rel), record["files"].get(rel)
         if obj is not None and known is not None and known[0] == obj["etag"] and tuple(known[1:]) == stat:
-            keep[rel] = obj
+            # Untouched since the sync: its published mtime stays (a file system keeping coarser times
+            # than the writer's must not make a generation). A manifest from before `mtime_ns` gains
+            # this one with the next generation that changes anything else.
+            keep[rel] = obj if "mtime_ns" in obj else {**obj, "mtime_ns": stat[1]}
         elif obj is not None and "-" not in obj["etag"] and obj["size"] == stat[0] and _md5(tree_dir / rel) == obj["etag"]:
-            keep[rel] = obj  # rewritten with the same bytes
+            keep[rel] = {**obj, "mtime_ns": stat[1]}  # rewritten with the same bytes: only its mtime is new
         else:
             upload.append(rel)
-    if not upload and set(keep) == set(base.objects):
+    # A rewritten file's new mtime alone is a change worth a generation: the stages' records on this
+    # machine name that mtime, and a copy synced elsewhere must match them.
+    retimed = [rel for rel, obj in keep.items() if base.objects[rel].get("mtime_ns", obj["mtime_ns"]) != obj["mtime_ns"]]
+    if not upload and not retimed and set(keep) == set(base.objects):
         finish_collection(store, base)  # a writer killed after publishing may not have collected
         return base
     generation = base.generation + 1
@@ -198,7 +214,8 @@ def publish(store: ObjectStore, layout: Layout, tree_dir: Path, base: Manifest,
     etags = store.put_files([(tree_dir / rel, paths.store_key(tree, f"{folder}/{rel}")) for rel in upload])
     objects = dict(keep)
     for rel in upload:
-        objects[rel] = {"key": f"{folder}/{rel}", "etag": etags[paths.store_key(tree, f"{folder}/{rel}")], "size": sizes[rel]}
+        objects[rel] = {"key": f"{folder}/{rel}", "etag": etags[paths.store_key(tree, f"{folder}/{rel}")], "size": sizes[rel],
+                        "mtime_ns": local[rel][1]}
     listed = {obj["key"] for obj in objects.values()}
     superseded = sorted({obj["key"] for obj in base.objects.values()} - listed)
     new = Manifest(tree, generation, dict(sorted(objects.items())), superseded=superseded)
@@ -212,7 +229,7 @@ def publish(store: ObjectStore, layout: Layout, tree_dir: Path, base: Manifest,
         raise LockBusy(f"{tree} was published by another writer during this run: run the command again")
     _save_record(layout, tree, generation, {rel: [obj["etag"], *local[rel]] for rel, obj in new.objects.items()})
     finish_collection(store, new)
-    log.info("%s: published generation %d (%d files uploaded, %d kept)", tree, generation, len(upload), len(keep))
+    log.info("%s: published generation %d (%d files uploaded, %d kept, %d re-timed)", tree, generation, len(upload), len(keep), len(retimed))
     return new
 
 
