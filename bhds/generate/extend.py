@@ -31,8 +31,8 @@ from bhds.generate.gaps import fill, gap_starts
 from bhds.generate.grid import month_start_ms, months_since_epoch
 from bhds.generate.jobs import KlineJob, TaskResult
 from bhds.generate.merge import merge, traded, vwap
-from bhds.generate.output import write_months
-from bhds.generate.splice import SpliceError, footer_only, splice_plan, write_spliced
+from bhds.generate.output import group_time_ranges, write_extended
+from bhds.generate.splice import SpliceError
 from bhds.paths import PARQUET_SUFFIX, parquet_in
 from bhds.schema import KLINE_SCHEMA, vwap_column
 from bhds.types import DAY_MS, Interval, TradeType
@@ -120,12 +120,10 @@ def extend(job: KlineJob, interval: Interval, archive_files: list[Path], api_fil
     if None in changed:
         return None
     groups = source.metadata.num_row_groups
-    starts = []
-    for i in range(groups):
-        stats = source.metadata.row_group(i).column(0).statistics
-        if stats is None or not stats.has_min_max:
-            return None
-        starts.append(int(stats.min_raw))
+    ranges = group_time_ranges(source.metadata)
+    if ranges is None:
+        return None
+    starts = ranges[0].tolist()
     # Keep the months before the first changed one, and never the last month (its end may move).
     keep = sum(1 for i in range(1, groups) if starts[i] <= min(changed)) if groups > 1 else 0
     keep = min(keep, groups - 1)
@@ -197,18 +195,11 @@ def extend(job: KlineJob, interval: Interval, archive_files: list[Path], api_fil
     if not source.schema_arrow.equals(schema, check_metadata=False):
         return None
 
-    target = parquet_in(job.out_dir, job.symbol)
-    tail = frame.to_table(filled, schema)
-    sink = pa.BufferOutputStream()
-    write_months(tail, sink)
     try:
-        kept_end, rest = splice_plan(footer_only(latest), keep, sink.getvalue().to_pybytes())
-        with storage.atomic_path(target) as tmp:
-            write_spliced(latest, kept_end, rest, tmp)
+        size = write_extended(latest, keep, frame.to_table(filled, schema), parquet_in(job.out_dir, job.symbol))
     except SpliceError as exc:
         log.debug("%s: cannot extend (%s), building it again", job.symbol, exc)
         return None
-    size = kept_end + len(rest)
 
     result = TaskResult(job.symbol, extended=True, inputs={**record, "lineage": lineage(old, latest_stat, keep)})
     for name in job.previous:  # the earlier segments lie before the latest file: unchanged

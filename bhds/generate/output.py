@@ -46,6 +46,31 @@ def write_months(table: pa.Table, path: Path | pa.NativeFile, months: int = 1) -
     return size
 
 
+def group_time_ranges(metadata: pa.parquet.FileMetaData) -> tuple[np.ndarray, np.ndarray] | None:
+    """First and last time (epoch ms, the first column) of each row group, from the footer's statistics."""
+    lows, highs = [], []
+    for i in range(metadata.num_row_groups):
+        stats = metadata.row_group(i).column(0).statistics
+        if stats is None or not stats.has_min_max:
+            return None
+        lows.append(int(stats.min_raw))
+        highs.append(int(stats.max_raw))
+    return np.array(lows, dtype=np.int64), np.array(highs, dtype=np.int64)
+
+
+def write_extended(previous: Path, keep: int, tail: pa.Table, target: Path, months: int = 1) -> int:
+    """Write `target` atomically as `previous`' first `keep` row groups (their bytes) + `tail` encoded in periods
+    of `months`; return its size. Raises `splice.SpliceError` when the two cannot be joined."""
+    from bhds.generate.splice import footer_only, splice_plan, write_spliced
+
+    sink = pa.BufferOutputStream()
+    _write_groups(tail, sink, months)
+    kept_end, rest = splice_plan(footer_only(previous), keep, sink.getvalue().to_pybytes())
+    with storage.atomic_path(target) as tmp:
+        write_spliced(previous, kept_end, rest, tmp)
+    return kept_end + len(rest)
+
+
 def _write_groups(table: pa.Table, where: Path | pa.NativeFile, months: int) -> None:
     import pyarrow.parquet as pq
 

@@ -25,34 +25,21 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from bhds import storage
 from bhds.generate import frame
 from bhds.generate.frame import TIME
 from bhds.generate.jobs import RESAMPLED_GROUP_MONTHS, ResampleJob
 from bhds.generate.offsets import MINUTE_MS, Offset, ResamplePlan
-from bhds.generate.output import period_start_ms, write_months
+from bhds.generate.output import group_time_ranges, period_start_ms, write_extended
 from bhds.generate.resample import resample_columns
-from bhds.generate.splice import SpliceError, footer_only, splice_plan, write_spliced
+from bhds.generate.splice import SpliceError
 from bhds.paths import resampled_file_in
 
 log = logging.getLogger("bhds.generate")
 
 
-def _time_ranges(metadata: pa.parquet.FileMetaData) -> tuple[np.ndarray, np.ndarray] | None:
-    """First and last time (epoch ms) of each row group, from the footer's statistics."""
-    lows, highs = [], []
-    for i in range(metadata.num_row_groups):
-        stats = metadata.row_group(i).column(0).statistics
-        if stats is None or not stats.has_min_max:
-            return None
-        lows.append(int(stats.min_raw))
-        highs.append(int(stats.max_raw))
-    return np.array(lows, dtype=np.int64), np.array(highs, dtype=np.int64)
-
-
 def source_cut(metadata: pa.parquet.FileMetaData, kept: int) -> int | None:
     """Where the 1m file's minutes may start to differ from the version last resampled: after its `kept` groups."""
-    ranges = _time_ranges(metadata)
+    ranges = group_time_ranges(metadata)
     if ranges is None or not 1 <= kept <= metadata.num_row_groups or np.any(ranges[0][1:] <= ranges[1][:-1]):
         return None  # groups out of order: a file generate did not write
     return int(ranges[1][kept - 1]) + MINUTE_MS  # every minute up to the kept groups' last lies in them, in both versions
@@ -60,7 +47,7 @@ def source_cut(metadata: pa.parquet.FileMetaData, kept: int) -> int | None:
 
 def _kept_groups(metadata: pa.parquet.FileMetaData, plan: ResamplePlan, offset: Offset, cut: int) -> tuple[int, int] | None:
     """(row groups kept, start of the first rebuilt quarter) for one offset's previous output; None to resample it whole."""
-    ranges = _time_ranges(metadata)
+    ranges = group_time_ranges(metadata)
     if ranges is None or metadata.num_row_groups < 2:
         return None
     lows, highs = ranges
@@ -102,7 +89,7 @@ def extend_resampled(job: ResampleJob, name: str, schema: pa.Schema, vwap_name: 
         return {}
 
     since = min(p[4] for p in plans.values())
-    highs = _time_ranges(source.metadata)[1]  # type: ignore[index]
+    highs = group_time_ranges(source.metadata)[1]  # type: ignore[index]
     table = source.read_row_groups([i for i in range(source.metadata.num_row_groups) if highs[i] >= since], columns=schema.names)
     t = frame.to_numpy(table.column(TIME))
     if len(t) > 1 and not bool(np.all(t[1:] > t[:-1])):
@@ -120,14 +107,11 @@ def extend_resampled(job: ResampleJob, name: str, schema: pa.Schema, vwap_name: 
         bars = frame.take(bars, bars[TIME] >= offset_since)
         if not len(bars[TIME]):
             continue
-        sink = pa.BufferOutputStream()
-        write_months(frame.to_table(bars, schema), sink, RESAMPLED_GROUP_MONTHS)
         try:
-            kept_end, rest = splice_plan(footer_only(previous), keep, sink.getvalue().to_pybytes())
-            with storage.atomic_path(resampled_file_in(job.out_dir, offset_name, name)) as tmp:
-                write_spliced(previous, kept_end, rest, tmp)
+            size = write_extended(previous, keep, frame.to_table(bars, schema), resampled_file_in(job.out_dir, offset_name, name),
+                                  RESAMPLED_GROUP_MONTHS)
         except SpliceError as exc:
             log.debug("%s %s: cannot extend (%s), resampling it whole", name, offset_name, exc)
             continue
-        written[offset_name] = (kept_rows + len(bars[TIME]), kept_end + len(rest))
+        written[offset_name] = (kept_rows + len(bars[TIME]), size)
     return written
