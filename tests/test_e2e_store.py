@@ -261,7 +261,7 @@ def test_a_day_published_by_one_machine_extends_on_another(s3_run, default_archi
     """Machine A downloads and parses a re-uploaded day of the current month and publishes; machine B (a fresh
     working copy) generates: its synced inputs keep A's mtimes, so only that symbol changes and it is extended
     (months before kept), as it would be on A. cm_futures: a market the other tests leave alone."""
-    from tests.fakebinance import read_member, reupload
+    from tests.fakebinance import reupload_corrected_hour
 
     _, _, env, _ = s3_run
     fake, fake_env = fake_on_copy(default_archive, tmp_path / "fake")
@@ -269,10 +269,7 @@ def test_a_day_published_by_one_machine_extends_on_another(s3_run, default_archi
         archive = tmp_path / "fake" / "bucket"
         latest = max(archive.rglob("data/futures/cm/daily/klines/*/1m/*.zip"), key=lambda p: (p.name[-14:], p.name))
         key = latest.relative_to(archive).as_posix()
-        rows = [line.split(",") for line in read_member(archive, key).decode().splitlines() if line[:1].isdigit()]
-        for row in rows[600:660]:  # an hour of corrected prices
-            row[1:5] = [f"{float(v) * 1.01:.8f}" for v in row[1:5]]
-        reupload(archive, key, rows)
+        reupload_corrected_hour(archive, key)
         a_env = {**env, **fake.env}
         for argv in (("aws_kline", "download-cm-futures", "1m"), ("aws_kline", "parse-type-all", "cm_futures", "1m")):
             proc = subprocess.run([sys.executable, str(REPO / "bhds.py"), *argv], env=a_env, capture_output=True, text=True, timeout=600)

@@ -195,7 +195,7 @@ def test_splice_gives_the_bytes_of_one_write_and_refuses_what_it_cannot_shift() 
 
 def test_a_reuploaded_day_of_the_current_month_extends_through_the_pipeline(bhds_env, fake_binance, data_root: Path,
                                                                             capsys: pytest.CaptureFixture) -> None:
-    from tests.fakebinance import kline_key, read_member, reupload
+    from tests.fakebinance import kline_key, reupload_corrected_hour
     from tests.test_generate_incremental import run
 
     steps_ = [("aws_kline", "download-spot", "1m"), ("aws_kline", "parse-type-all", "spot", "1m"), ("generate", "kline-type", "spot", "1m")]
@@ -205,10 +205,7 @@ def test_a_reuploaded_day_of_the_current_month_extends_through_the_pipeline(bhds
     assert pq.ParquetFile(folder / "BTCUSDT.pqt").metadata.num_row_groups == 2  # December and January
 
     key = kline_key("spot", "BTCUSDT", "1m", date(2025, 1, 6))
-    rows = [line.split(",") for line in read_member(fake_binance.root, key).decode().splitlines() if line[:1].isdigit()]
-    for row in rows[600:660]:  # an hour of corrected prices: +1 % on every price
-        row[1:5] = [f"{float(v) * 1.01:.8f}" for v in row[1:5]]
-    reupload(fake_binance.root, key, rows)
+    reupload_corrected_hour(fake_binance.root, key)
     outputs = [run(capsys, *argv) for argv in steps_]
     assert "files=1 " in outputs[2] and "extended=1" in outputs[2]  # December kept, January encoded again
 

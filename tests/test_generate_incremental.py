@@ -24,7 +24,7 @@ from bhds.paths import Layout
 from bhds.storage import read_table
 from bhds.types import TradeType
 from bhds.workflows import generate
-from tests.fakebinance import kline_key, read_member, reupload
+from tests.fakebinance import kline_key, reupload_corrected_hour
 from tests.test_generate_support import klines, ms, settings_for, steps, write_api_day, write_archive, write_funding
 
 REPO = Path(__file__).resolve().parent.parent
@@ -307,10 +307,7 @@ def test_a_reuploaded_day_rebuilds_one_symbol_through_the_pipeline(bhds_env, fak
     before = snapshot(results)
 
     key = kline_key("spot", "ETHUSDT", "1m", date(2025, 1, 6))
-    rows = [line.split(",") for line in read_member(fake_binance.root, key).decode().splitlines() if line[:1].isdigit()]
-    for row in rows[600:660]:  # an hour of corrected prices: +1% on every price
-        row[1:5] = [f"{float(v) * 1.01:.8f}" for v in row[1:5]]
-    reupload(fake_binance.root, key, rows)
+    reupload_corrected_hour(fake_binance.root, key)
     outputs = [run(capsys, *argv) for argv in steps_]
     # ETHUSDT has two segments (days 3-4 are missing): the older one, SP0_ETHUSDT, came out the
     # same and stays the same file, so its resamples are not made again either.

@@ -49,6 +49,7 @@ from .archive import (
     remove_checksum,
     remove_key,
     reupload,
+    reupload_corrected_hour,
 )
 from .datasets import SHAPES, build_datasets, dataset_key, datasets_of, datasets_universe, day_lines, file_csv
 from .series import day_bars, funding, funding_rows, kline_bars, klines, klines_table
@@ -61,5 +62,5 @@ __all__ = [
     "bench_universe", "build_archive", "corrupt_zip_keep_checksum", "corrupt_zip_with_valid_checksum",
     "day_bars", "default_universe", "env_for", "funding", "funding_key", "funding_rows", "kline_bars",
     "kline_key", "klines", "klines_table", "liquidation_key", "load_universe", "read_member",
-    "remove_checksum", "remove_key", "reupload", "start_in_thread",
+    "remove_checksum", "remove_key", "reupload", "reupload_corrected_hour", "start_in_thread",
 ]
