@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.harness import Measurement, measure, publish  # noqa: E402
+from bench.harness import Measurement, head_commit, measure, publish  # noqa: E402
 from bench.vs_legacy import PARSED, RESAMPLED, RESULTS, STATE, _clean_env, _median, _wall, build_archive, install_copy  # noqa: E402
 
 # What README recommends for `dask worker` (a file in DASK_CONFIG): the settings `local:N` uses itself.
@@ -202,7 +202,7 @@ def main() -> int:
             proc.terminate()
             proc.wait(timeout=30)
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    commit = head_commit()
     lines = [
         f"# bhds ({commit}): the local pool vs Dask on the same machine",
         "",

@@ -162,6 +162,11 @@ def run_case(ctx: BenchContext, case: Case, repeat: int) -> dict:
     return result
 
 
+def head_commit() -> str:
+    """The short commit of the tree being measured, for a results table's title."""
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+
+
 def publish(text: str, name: str) -> Path:
     """Print a Markdown report and keep it as `bench/results/<name>-<UTC time>.md`."""
     print(text)

@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.harness import Measurement, measure, publish  # noqa: E402
+from bench.harness import Measurement, head_commit, measure, publish  # noqa: E402
 
 KLINES = Path("aws_data/data/spot/daily/klines")
 PARSED = Path("parsed_data/spot/klines")
@@ -264,7 +264,7 @@ def main() -> int:
     rows, refs = run_all(tools, chosen, args.rounds, tools[1].data_dir / KLINES)
     sizes = {f"`{folder}`": {t.name: tree_bytes(t.data_dir / folder) for t in tools} for folder in (PARSED, RESULTS, RESAMPLED)}
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    commit = head_commit()
     header = [
         f"# bhds.py (original, lostleaf/binance_datatool 589f248) vs bhds ({commit}), side by side",
         "",
