@@ -282,3 +282,35 @@ def test_a_day_published_by_one_machine_extends_on_another(s3_run, default_archi
                            "--with-vwap", "--with-funding-rates"], env=b_env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert " files=1 " in proc.stdout and "extended=1" in proc.stdout, proc.stdout  # the old code: every symbol built again
+
+
+def test_each_script_on_a_fresh_machine_syncs_only_what_it_reads(default_archive: Path, local_run, s3_server,
+                                                                  tmp_path: Path) -> None:
+    """Every script runs in a working copy of its own (as if each were another machine), so it sees only
+    the trees `workcopy.READS` syncs for it. A tree a stage reads but does not sync would change its
+    output (e.g. api_data without the parsed klines fetches every day again), so the bucket equalling
+    the local run shows the lists are complete; the missing folders show they are narrow."""
+    url = f"s3://{s3_server.new_bucket()}/store"
+    fake, env = fake_on_copy(default_archive, tmp_path)
+    env.update(s3_server.env, CRYPTO_BASE_DIR=url, BHDS_LEASE_SECONDS="20")
+    copies = {}
+    try:
+        for script in SCRIPTS:
+            copies[script] = tmp_path / f"machine-{script.removesuffix('.sh')}"
+            args = ["bash", str(REPO / "scripts" / script)] + (["1m"] if script != "resample.sh" else [])
+            proc = subprocess.run(args, env={**env, "BHDS_WORK_DIR": str(copies[script])}, capture_output=True,
+                                  text=True, timeout=600)
+            assert proc.returncode == 0, f"{script}:\n{proc.stderr[-3000:]}"
+    finally:
+        fake.stop()
+    assert_same_values(local_run, published_copy(url, s3_server, tmp_path / "reader"))
+
+    def synced(script: str) -> set[str]:
+        root = copies[script] / "binance_data"
+        return {name for name in ("aws_data", "parsed_data", "api_data", "results_data") if (root / name).is_dir()}
+
+    # The old code synced every tree into every command's working copy.
+    assert synced("aws_download.sh") == {"aws_data"}
+    assert synced("aws_parse.sh") == {"aws_data", "parsed_data"}
+    assert synced("api_download.sh") == {"aws_data", "parsed_data", "api_data"}
+    assert synced("resample.sh") == {"results_data"}

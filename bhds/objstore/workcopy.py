@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,20 @@ WRITES: Mapping[str, tuple[str, ...]] = {
     "indicators": ("results",),
     "quality": (),
 }
+# The trees a workflow reads besides those it writes and `.bhds`; a target (`module:function`) is
+# looked up before its module, and anything not listed reads every tree. A tree a command does not
+# read is not synced: an archive command does not walk the parsed or results trees, which on a full
+# archive hold hundreds of thousands of files. Over-listing costs a sync; under-listing would
+# run a stage on a stale copy, so an entry here names every tree the stage or its tasks open or list.
+READS: Mapping[str, tuple[str, ...]] = {
+    "archive": ("aws",),
+    "parse": ("aws",),
+    "archive_parse": ("aws",),
+    "api_data": ("aws", "parsed"),  # symbols known from the mirror; days covered by the parsed klines
+    "generate:resample": ("results",),
+    "generate:resample_type": ("results",),
+    "bars": ("parsed",),
+}
 # Commands that only read: they take no lease and publish nothing.
 READ_ONLY = {"research:list_data", "research:catalog", "status:status", "archive:archive_ls"}
 
@@ -59,17 +73,20 @@ def trade_types_of(target: str, kwargs: Mapping[str, Any]) -> list[TradeType]:
 
 
 def trees_of(layout: Layout, target: str, kwargs: Mapping[str, Any]) -> tuple[list[Path], list[Path]]:
-    """(trees read, trees written) by the command, as local folders of the working copy."""
+    """(trees only read, trees written) by the command, as local folders of the working copy; both are synced."""
     markets = trade_types_of(target, kwargs)
     module = target.split(":")[0]
-    every = list(dict.fromkeys(paths.store_tree_dir(layout, kind, tt) for tt in markets for kind in paths.STORE_TREE_KINDS))
+
+    def dirs(kinds: Iterable[str]) -> list[Path]:
+        return list(dict.fromkeys(paths.store_tree_dir(layout, kind, tt) for tt in markets for kind in kinds))
+
     if target in READ_ONLY:
-        return every, []
+        return dirs(paths.STORE_TREE_KINDS), []
     # `.bhds` last: its build records must never be published ahead of the files they describe (a
     # run killed in between then rebuilds those files, which is idempotent, instead of skipping them).
-    kinds = (*[k for k in WRITES.get(module, paths.STORE_TREE_KINDS) if k != "state"], "state")
-    written = list(dict.fromkeys(paths.store_tree_dir(layout, kind, tt) for tt in markets for kind in kinds))
-    return every, written
+    written_kinds = (*[k for k in WRITES.get(module, paths.STORE_TREE_KINDS) if k != "state"], "state")
+    read_kinds = READS.get(target, READS.get(module, paths.STORE_TREE_KINDS))
+    return dirs(read_kinds), dirs(written_kinds)
 
 
 def _checkpoint(database: Path) -> None:
