@@ -64,6 +64,36 @@ def test_store_moves_whole_objects_and_lists_etags(s3_bucket: str, tmp_path: Pat
     assert store.read("k/lease") is None
 
 
+def test_collection_lists_generation_folders_not_the_whole_tree(s3_server, s3_bucket: str, tmp_path: Path) -> None:
+    """A publish of a few changed files into a tree of 2,500 makes one listing request (the folders of
+    the generations), not one per 1,000 objects: on a full archive's tree that was a thousand LIST
+    pages per publish. The old generation's superseded objects and a dead writer's uploads still go."""
+    store = open_store(s3_bucket, load_settings().store)
+    a_layout, a = copy_of(tmp_path, "a")
+    base = sync_down(store, a_layout, a)
+    for i in range(2500):
+        write(a, f"klines/1m/S{i:04d}.pqt", b"%d" % i)
+    g1 = publish(store, a_layout, a, base)
+    orphan = f"binance_data/{TREE}/_g000002.deadbeef/klines/1m/S0000.pqt"
+    store.put(orphan, b"a writer killed before its manifest")
+    lists: list[str] = []
+    bucket = s3_bucket.removeprefix("s3://")
+    s3_server.hooks.append(lambda method, path: lists.append(path) if method == "GET" and path.rstrip("/") == f"/{bucket}" else None)
+    try:
+        write(a, "klines/1m/S0000.pqt", b"changed")
+        g2 = publish(store, a_layout, a, g1)
+        write(a, "klines/1m/S0001.pqt", b"changed")
+        g3 = publish(store, a_layout, a, g2)
+    finally:
+        s3_server.hooks.pop()
+    assert len(lists) == 3  # g2: the folders, then the dead writer's folder; g3: the folders
+    stored = set(store.list(f"binance_data/{TREE}/_g"))
+    key = lambda k: f"binance_data/{TREE}/{k}"  # noqa: E731
+    assert orphan not in stored
+    assert key(g1.objects["klines/1m/S0000.pqt"]["key"]) not in stored  # superseded by g2, collected by g3
+    assert stored == {key(o["key"]) for m in (g2, g3) for o in m.objects.values()}
+
+
 @pytest.fixture(params=["s3", "memory"])
 def any_store(request: pytest.FixtureRequest):
     """The protocol on S3 (moto), and on fsspec's memory file system (the generic driver: gs://, az://...)."""
@@ -238,7 +268,7 @@ def test_killed_mid_publish_leaves_the_old_generation_and_a_rerun_converges(s3_b
         if {kill_at!r} == "after_upload":
             store.replace = store.create = die          # the manifest write never happens
         else:
-            manifest.finish_collection = die            # published, then killed before the clean-up
+            manifest.collect_garbage = die              # published, then killed before the clean-up
         manifest.publish(store, layout, tree, base)
     """, env)
     assert writer.wait(60) == -signal.SIGKILL, writer.stderr.read()

@@ -8,7 +8,8 @@ generation N's new or changed files go under `_g<N>.<writer token>/`, unchanged 
 key. Publishing is: upload, then replace the manifest with `If-Match` on the one the run started
 from (a writer that was overtaken fails instead of publishing over it), then delete the objects
 that neither this generation nor the previous one lists (a reader that fetched the previous
-manifest a moment ago can still read its files).
+manifest a moment ago can still read its files): the keys the manifest names as collectable, and
+the generation folders of writers that never published, found by one delimited listing.
 """
 
 from __future__ import annotations
@@ -41,11 +42,17 @@ class Manifest:
     # Keys the previous generation listed and this one does not: kept by the garbage collection for
     # readers still on the previous generation.
     superseded: list[str] = field(default_factory=list)
+    # Keys this generation's garbage collection deletes: those the previous generation superseded
+    # (no reader needs them once this one is published), and the previous collection's own if it
+    # never finished. Kept in the manifest so that a writer killed before collecting leaves the work
+    # to the next one, and no collection has to list the whole tree.
+    collectable: list[str] = field(default_factory=list)
 
     def to_bytes(self) -> bytes:
         return json.dumps({"format": MANIFEST_FORMAT, "tree": self.tree, "generation": self.generation,
                            "published": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                           "objects": self.objects, "superseded": self.superseded}, indent=0, sort_keys=True).encode()
+                           "objects": self.objects, "superseded": self.superseded, "collectable": self.collectable},
+                          indent=0, sort_keys=True).encode()
 
 
 def read_manifest(store: ObjectStore, tree: str) -> Manifest:
@@ -54,7 +61,8 @@ def read_manifest(store: ObjectStore, tree: str) -> Manifest:
     if found is None:
         return Manifest(tree)
     body = json.loads(found[0])
-    return Manifest(tree, int(body["generation"]), dict(body["objects"]), found[1], list(body.get("superseded", [])))
+    return Manifest(tree, int(body["generation"]), dict(body["objects"]), found[1], list(body.get("superseded", [])),
+                    list(body.get("collectable", [])))
 
 
 def local_files(tree_dir: Path, tree: str) -> dict[str, tuple[int, int]]:
@@ -218,7 +226,8 @@ def publish(store: ObjectStore, layout: Layout, tree_dir: Path, base: Manifest,
                         "mtime_ns": local[rel][1]}
     listed = {obj["key"] for obj in objects.values()}
     superseded = sorted({obj["key"] for obj in base.objects.values()} - listed)
-    new = Manifest(tree, generation, dict(sorted(objects.items())), superseded=superseded)
+    collectable = sorted({*base.superseded, *([] if collection_finished(store, base) else base.collectable)})
+    new = Manifest(tree, generation, dict(sorted(objects.items())), superseded=superseded, collectable=collectable)
     if not still_held():
         raise LockBusy(f"the lease of {tree} was lost before publishing (this run stalled longer than BHDS_LEASE_SECONDS): "
                        "run the command again")
@@ -228,30 +237,46 @@ def publish(store: ObjectStore, layout: Layout, tree_dir: Path, base: Manifest,
     if new.etag is None:
         raise LockBusy(f"{tree} was published by another writer during this run: run the command again")
     _save_record(layout, tree, generation, {rel: [obj["etag"], *local[rel]] for rel, obj in new.objects.items()})
-    finish_collection(store, new)
+    collect_garbage(store, new)  # just published: its collection cannot have run
+    store.put(paths.store_key(tree, paths.STORE_COLLECTED), str(generation).encode())
     log.info("%s: published generation %d (%d files uploaded, %d kept, %d re-timed)", tree, generation, len(upload), len(keep), len(retimed))
     return new
 
 
 def collect_garbage(store: ObjectStore, manifest: Manifest) -> int:
-    """Delete the generation objects of a tree that neither `manifest` nor its predecessor lists
-    (older generations, uploads of killed writers)."""
+    """Delete what no reader of `manifest`'s generation or its predecessor can need; the count deleted.
+
+    That is the keys it lists as collectable, and every generation folder (`_g<N>.<writer>/`) that no
+    key of the two generations lives in: uploads of writers killed or overtaken before publishing.
+    Each folder holds one writer's uploads, so one delimited listing of the folders finds them:
+    the requests grow with the changes and the number of generations, not with the tree's files.
+    """
     tree = manifest.tree
-    listed = {paths.store_key(tree, key) for key in manifest.superseded}
-    listed |= {paths.store_key(tree, obj["key"]) for obj in manifest.objects.values()}
-    doomed = [key for key in store.list(paths.store_key(tree, "_g")) if key not in listed]
-    store.delete(doomed)
+    live = {*manifest.superseded, *(obj["key"] for obj in manifest.objects.values())}
+    live_folders = {key.split("/", 1)[0] for key in live}
+    doomed = {paths.store_key(tree, key) for key in manifest.collectable if key not in live}
+    for folder in store.folders(paths.store_key(tree, "_g")):
+        name = folder.rstrip("/").rsplit("/", 1)[-1]
+        if name not in live_folders:
+            doomed.update(store.list(folder))
+    store.delete(sorted(doomed))
     return len(doomed)
+
+
+def collection_finished(store: ObjectStore, manifest: Manifest) -> bool:
+    """Whether `manifest`'s garbage collection ran to the end (or there was none to run)."""
+    if manifest.generation == 0:
+        return True
+    done = store.read(paths.store_key(manifest.tree, paths.STORE_COLLECTED))
+    return done is not None and done[0] == str(manifest.generation).encode()
 
 
 def finish_collection(store: ObjectStore, manifest: Manifest) -> None:
     """Collect the garbage of `manifest`'s generation unless that was done (one GET when it was)."""
-    marker = paths.store_key(manifest.tree, paths.STORE_COLLECTED)
-    done = store.read(marker)
-    if manifest.generation == 0 or (done is not None and done[0] == str(manifest.generation).encode()):
+    if collection_finished(store, manifest):
         return
     collect_garbage(store, manifest)
-    store.put(marker, str(manifest.generation).encode())
+    store.put(paths.store_key(manifest.tree, paths.STORE_COLLECTED), str(manifest.generation).encode())
 
 
 def published_files(url: str, tree: str) -> dict[str, str]:

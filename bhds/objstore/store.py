@@ -83,6 +83,7 @@ class ObjectStore:
     def delete_if(self, key: str, etag: str) -> bool: raise NotImplementedError  # noqa: E704
     def head(self, key: str) -> Head | None: raise NotImplementedError  # noqa: E704
     def list(self, prefix: str) -> dict[str, str]: raise NotImplementedError  # noqa: E704
+    def folders(self, prefix: str) -> list[str]: raise NotImplementedError  # noqa: E704 - keys ending in "/" that start with prefix
     def put_files(self, items: Iterable[tuple[Path, str]]) -> dict[str, str]: raise NotImplementedError  # noqa: E704
     def get_files(self, items: Iterable[tuple[str, Path]]) -> None: raise NotImplementedError  # noqa: E704
     def delete(self, keys: Iterable[str]) -> None: raise NotImplementedError  # noqa: E704
@@ -191,6 +192,20 @@ class S3Store(ObjectStore):
                 token = page["NextContinuationToken"]
         return self._sync(go())
 
+    def folders(self, prefix: str) -> list[str]:
+        async def go() -> list[str]:
+            out: list[str] = []
+            token: str | None = None
+            while True:
+                extra = {"ContinuationToken": token} if token else {}
+                page = await self.fs._call_s3("list_objects_v2", Bucket=self.bucket, Prefix=self.prefix + prefix,
+                                              Delimiter="/", **extra)
+                out.extend(item["Prefix"][len(self.prefix):] for item in page.get("CommonPrefixes", []))
+                if not page.get("IsTruncated"):
+                    return out
+                token = page["NextContinuationToken"]
+        return self._sync(go())
+
     def _bounded(self, coros: list) -> Any:
         async def go() -> list:
             gate = asyncio.Semaphore(PARALLEL_TRANSFERS)
@@ -284,6 +299,15 @@ class FsspecStore(ObjectStore):
         root = self.root.strip("/") + "/"
         keys = [p.lstrip("/")[len(root):] for p in found if p.lstrip("/").startswith(root)]
         return {key: self._md5(key) for key in keys if key.startswith(prefix)}
+
+    def folders(self, prefix: str) -> list[str]:
+        parent, _, start = prefix.rpartition("/")
+        try:
+            found = self.fs.ls(self.path(parent) if parent else self.root, detail=True)
+        except FileNotFoundError:
+            return []
+        names = [entry["name"].rstrip("/").rsplit("/", 1)[-1] for entry in found if entry.get("type") == "directory"]
+        return sorted(f"{parent}/{name}/" if parent else f"{name}/" for name in names if name.startswith(start))
 
     def put_files(self, items: Iterable[tuple[Path, str]]) -> dict[str, str]:
         return {key: self.put(key, Path(local).read_bytes()) for local, key in items}
