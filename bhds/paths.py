@@ -404,9 +404,9 @@ def store_generation_dir(generation: int, token: str) -> str:
 
 def store_skips(tree: str, rel: str) -> bool:
     """True for a file that is never published: temp files of a killed writer, and machine-local bookkeeping."""
-    parts = rel.split("/")
-    if any(TEMP_MARKER in p or STAGING_MARKER in p or RETIRED_MARKER in p or p.endswith(PART_SUFFIX) for p in parts):
-        return True
+    if TEMP_MARKER in rel or STAGING_MARKER in rel or RETIRED_MARKER in rel or PART_SUFFIX in rel:  # cheap test first
+        if any(TEMP_MARKER in p or STAGING_MARKER in p or RETIRED_MARKER in p or p.endswith(PART_SUFFIX) for p in rel.split("/")):
+            return True
     return tree == ".bhds" and rel.startswith(_LOCAL_ONLY)
 
 

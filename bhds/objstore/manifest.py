@@ -66,19 +66,28 @@ def read_manifest(store: ObjectStore, tree: str) -> Manifest:
 
 
 def local_files(tree_dir: Path, tree: str) -> dict[str, tuple[int, int]]:
-    """Every publishable file of a local tree: relative path -> (size, mtime_ns)."""
+    """Every publishable file of a local tree: relative path -> (size, mtime_ns).
+
+    Walked with `os.scandir` and paths joined as strings: a market's mirror holds hundreds of
+    thousands of files, and every command that syncs or publishes the tree walks it.
+    """
     out: dict[str, tuple[int, int]] = {}
     # Links followed: a results folder may be a symlink to another disk (`paths.swap_home`), its files are the tree's.
-    for dirpath, dirs, files in os.walk(tree_dir, followlinks=True):
-        dirs.sort()
-        for name in files:
-            full = os.path.join(dirpath, name)
-            rel = os.path.relpath(full, tree_dir).replace(os.sep, "/")
-            if paths.store_skips(tree, rel):
-                continue
-            st = os.stat(full)
-            out[rel] = (st.st_size, st.st_mtime_ns)
-    return out
+    pending = [(os.fspath(tree_dir), "")]
+    while pending:
+        folder, prefix = pending.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for entry in entries:
+            rel = prefix + entry.name
+            if entry.is_dir():  # follows links
+                pending.append((entry.path, rel + "/"))
+            elif not paths.store_skips(tree, rel):
+                st = entry.stat()
+                out[rel] = (st.st_size, st.st_mtime_ns)
+    return dict(sorted(out.items()))
 
 
 def _load_record(layout: Layout, tree: str) -> dict:
@@ -168,10 +177,15 @@ def _sync_once(store: ObjectStore, layout: Layout, tree_dir: Path) -> Manifest:
         _drop_sqlite_sides(tree_dir / rel)
         _prune_empty(tree_dir, (tree_dir / rel).parent)
     files = {}
+    touched = {*temps, *retime}
     for rel, obj in manifest.objects.items():
-        st = os.stat(tree_dir / rel)
-        files[rel] = [obj["etag"], st.st_size, st.st_mtime_ns]
-    _save_record(layout, tree, manifest.generation, files)
+        if rel in touched:
+            st = os.stat(tree_dir / rel)
+            files[rel] = [obj["etag"], st.st_size, st.st_mtime_ns]
+        else:  # untouched by this sync: its stat is the one just walked
+            files[rel] = [obj["etag"], *local[rel]]
+    if files != record["files"] or record["generation"] != manifest.generation:
+        _save_record(layout, tree, manifest.generation, files)
     if fetch or stale or retime:
         log.info("%s: working copy at generation %d (%d fetched, %d removed, %d re-timed)",
                  tree, manifest.generation, len(fetch), len(stale), len(retime))
