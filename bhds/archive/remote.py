@@ -14,6 +14,7 @@ and only the finished attempt's rows reach the manifest, so the end state is the
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -42,6 +43,8 @@ MAX_BATCH_BYTES = 256 << 20
 # run of a few hundred files is still spread over the cluster), but not below this many units.
 BATCHES_PER_SLOT = 4
 MIN_BATCH_UNITS = 8
+log = logging.getLogger("bhds.archive")
+
 # Threads of a task for the disk half (hash, zip test, rename): the event loop keeps the sockets busy.
 TASK_DISK_THREADS = 2
 
@@ -132,6 +135,7 @@ def fetch_on_cluster(mirror: Mirror, units: list[Unit], settings: Settings) -> N
     # Workers get what they fetch with, not the object store's credentials.
     shipped = replace(settings, store=None, store_url=None)
     batches = [Batch(shipped, mirror.policy, mirror.markers, units) for units in cut(units, parallel.dask_slots())]
+    log.info("fetching %d file(s) in %d Dask task(s)", sum(batch.keys for batch in batches), len(batches))
     report = mirror.report
     for batch, outcome in parallel.imap_isolated(fetch_batch, batches, settings.n_jobs):
         mirror.advance(batch.keys)
