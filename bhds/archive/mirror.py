@@ -72,6 +72,12 @@ class MirrorReport:
     empty: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
 
+    def add_fetched(self, other: MirrorReport) -> None:
+        """Add what `other` fetched and checked (a Dask batch's report: it neither listed nor planned)."""
+        for name in ("downloaded", "bytes", "skipped", "adopted", "unverified"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.failures += other.failures
+
 
 class Mirror:
     """One run's collaborators: session, layout, manifest, the zip-test threads and the policy."""

@@ -144,12 +144,6 @@ def fetch_on_cluster(mirror: Mirror, units: list[Unit], settings: Settings) -> N
         if isinstance(outcome, BaseException):
             report.failures += [f"{unit.main.key}: download task failed ({describe(outcome)})" for unit in batch.units]
             continue
-        done = outcome.report
-        report.downloaded += done.downloaded
-        report.bytes += done.bytes
-        report.skipped += done.skipped
-        report.adopted += done.adopted
-        report.unverified += done.unverified
-        report.failures += done.failures
+        report.add_fetched(outcome.report)
         for row in outcome.records:
             mirror.manifest.put(*row)
