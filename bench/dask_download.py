@@ -1,4 +1,4 @@
-"""`python bench/dask_download.py [--rounds N] [--latency S]`: archive downloads, the local pool vs Dask.
+"""`python bench/dask_download.py [--rounds N] [--latency S] [--before TREE]`: archive downloads, the pool vs Dask.
 
 The default fake archive (the tests' universe: 426 zips, ~20 MB) served by the fake Binance on
 loopback, downloaded cold (the mirror and `.bhds/` removed first) three ways, as
@@ -8,7 +8,9 @@ loopback, downloaded cold (the mirror and `.bhds/` removed first) three ways, as
   one-thread workers (start-up included), each batch of files one task with its own session;
 - `running cluster`: `DASK_SCHEDULER_ADDRESS` at a scheduler and two workers started beforehand with
   README's worker config; their CPU (read from /proc) is added to the command's.
-Then a no-op re-run of the same command (everything known: listing only, no task).
+Then a no-op re-run of the same command (everything known: listing only, no task). `--before TREE`
+adds the pool of another bhds tree (e.g. `git archive` of the commit before Dask downloads): the local
+pool's cost before and after, on the same bytes.
 
 The fake runs in this process, so its CPU is not counted: the figures are the client's (and
 workers'). On loopback a download costs CPU, not waiting; `--latency` adds seconds to every request,
@@ -48,7 +50,7 @@ def timed(way: Way, argv: list[str], cold: bool) -> Measurement:
             shutil.rmtree(way.data_dir / folder, ignore_errors=True)
     pids = [p for root in way.cluster_pids for p in _descendants(root)]
     before = _cpu_of(pids)
-    result = measure([sys.executable, str(REPO / "bhds.py"), *argv, *way.extra], way.env, cwd=REPO)
+    result = measure([sys.executable, str(way.repo / "bhds.py"), *argv, *way.extra], way.env, cwd=way.repo)
     result.cpu += _cpu_of(pids) - before
     if result.returncode != 0:
         print(f"  {way.name}: {' '.join(argv)} exited {result.returncode}:\n{result.stderr_tail}", file=sys.stderr)
@@ -59,6 +61,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds the fake adds to every request")
+    parser.add_argument("--before", type=Path, default=None, help="another bhds tree whose pool runs too")
     parser.add_argument("--work", type=Path, default=REPO / "bench" / "data" / "dask-download")
     args = parser.parse_args()
 
@@ -74,12 +77,14 @@ def main() -> int:
     procs: list[subprocess.Popen] = []
     runs: dict[str, dict[str, list[Measurement]]] = {name: {} for name, _, _ in CASES}
     try:
-        for name, extra in (("pool", []), ("local:2", ["--scheduler", "local:2"]), ("running cluster", [])):
-            base = work / name.replace(":", "").replace(" ", "-") / "crypto_data"
+        chosen = [("pool", [], REPO)] + ([("pool, before", [], args.before.resolve())] if args.before else [])
+        chosen += [("local:2", ["--scheduler", "local:2"], REPO), ("running cluster", [], REPO)]
+        for name, extra, repo in chosen:
+            base = work / name.replace(":", "").replace(",", "").replace(" ", "-") / "crypto_data"
             base.mkdir(parents=True)
-            env = dict(_clean_env(base, 2), PYTHONPATH=str(REPO), **fake.env, BHDS_NOW=fake.universe.now_iso)
+            env = dict(_clean_env(base, 2), PYTHONPATH=str(repo), **fake.env, BHDS_NOW=fake.universe.now_iso)
             env.pop("DASK_SCHEDULER_ADDRESS", None)
-            ways.append(Way(name, base / "binance_data", env, extra))
+            ways.append(Way(name, base / "binance_data", env, extra, repo=repo))
         (work / "dask-config").mkdir()
         (work / "dask-config" / "bhds.yaml").write_text(WORKER_CONFIG)
         address, procs = start_cluster(work / "cluster", dict(_clean_env(work, 2), PYTHONPATH=str(REPO),
