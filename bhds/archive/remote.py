@@ -43,10 +43,10 @@ MAX_BATCH_BYTES = 256 << 20
 # run of a few hundred files is still spread over the cluster), but not below this many units.
 BATCHES_PER_SLOT = 4
 MIN_BATCH_UNITS = 8
-log = logging.getLogger("bhds.archive")
-
 # Threads of a task for the disk half (hash, zip test, rename): the event loop keeps the sockets busy.
 TASK_DISK_THREADS = 2
+
+log = logging.getLogger("bhds.archive")
 
 
 @dataclass(frozen=True)
