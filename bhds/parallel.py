@@ -69,6 +69,11 @@ def on_dask() -> bool:
     return _dask is not None
 
 
+def dask_slots() -> int:
+    """Worker threads of the running command's Dask cluster (1 without one): how wide to cut work."""
+    return _dask.slots() if _dask is not None else 1
+
+
 def imap_isolated(func: Callable[[T], R], items: Iterable[T], n_jobs: int, *, max_pending: int | None = None) -> Iterator[tuple[T, R | BaseException]]:
     """Yield `(item, result_or_exception)` as items finish, on up to `n_jobs` processes.
 

@@ -21,9 +21,10 @@ REPO = Path(__file__).resolve().parent.parent
 TT = ("trade_type", "TRADE_TYPE:{spot|um_futures|cm_futures}")
 PROXY = ("--http-proxy", None, "HTTP proxy address")
 CONC = ("--concurrency", None, None)  # ours: additive, no legacy counterpart
-# ours: additive, every archive download takes a date range and a dry run (absent: as before)
-WINDOW = [("--start", None, None), ("--end", None, None), ("--dry-run", False, None)]
 SCHED = ("--scheduler", None, None)  # ours: additive, the commands whose per-item work may run on Dask
+# ours: additive, every archive download takes a date range and a dry run (absent: as before), and
+# --scheduler (its files fetched in batches of Dask tasks)
+WINDOW = [("--start", None, None), ("--end", None, None), ("--dry-run", False, None), SCHED]
 QUOTE = ("--quote", "USDT", "The quote currency, e.g., 'USDT', 'USDC', 'BTC'.")
 CONTRACT = ("--contract-type", "PERPETUAL", "The type of contract, 'PERPETUAL' or 'DELIVERY'.")
 STABLE = ("--stablecoins/--no-stablecoins", False, "Whether to include stablecoin symbols, such as 'USDCUSDT'.")

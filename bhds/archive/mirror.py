@@ -8,6 +8,10 @@ runs in worker threads so the event loop keeps the connections busy; on this kin
 creating a file costs more CPU than transferring a daily zip. The manifest row is written last,
 by the event loop, so a run killed at any instant leaves old files or new ones, never a marker
 vouching for bytes nobody checked.
+
+With `on_cluster` settings (a Dask scheduler is set), the fetches and local checks are not queued
+here: once every directory is planned they run as batches of Dask tasks (`bhds.archive.remote`),
+each a `Mirror` over its units on a worker, and their rows come back to this manifest.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 
@@ -36,6 +41,9 @@ from bhds.errors import DiskFull, disk_full, is_disk_full
 from bhds.net import DEFAULT_POLICY, RetryPolicy
 from bhds.paths import Layout, checksum_path, key_url, part_path
 from bhds.progress import bar
+
+if TYPE_CHECKING:
+    from bhds.settings import Settings
 
 log = logging.getLogger("bhds.archive")
 
@@ -64,13 +72,19 @@ class MirrorReport:
     empty: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
 
+    def add_fetched(self, other: MirrorReport) -> None:
+        """Add what `other` fetched and checked (a Dask batch's report: it neither listed nor planned)."""
+        for name in ("downloaded", "bytes", "skipped", "adopted", "unverified"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.failures += other.failures
+
 
 class Mirror:
     """One run's collaborators: session, layout, manifest, the zip-test threads and the policy."""
 
     def __init__(self, session: aiohttp.ClientSession, *, base_url: str, layout: Layout, manifest: Manifest,
                  executor: Executor, concurrency: int, markers: bool, policy: RetryPolicy = DEFAULT_POLICY,
-                 desc: str = "download") -> None:
+                 desc: str = "download", on_cluster: Settings | None = None) -> None:
         self.session = session
         self.base_url = base_url
         self.layout = layout
@@ -80,6 +94,8 @@ class Mirror:
         self.markers = markers
         self.policy = policy
         self.desc = desc
+        self.on_cluster = on_cluster
+        self._for_cluster: list[Unit] = []  # the units to fetch or check, when they go to Dask
         self.report = MirrorReport()
         self._markers = MarkerWriter(layout)
         self._made_dirs: set[Path] = set()
@@ -101,12 +117,21 @@ class Mirror:
 
         return await self._pipeline(lambda queue: [plan(prefix, files, queue) for prefix, files in listed])
 
+    async def run_units(self, units: Iterable[Unit]) -> MirrorReport:
+        """Fetch (or check) units planned elsewhere: a batch of a Dask download, on a worker."""
+
+        async def enqueue(queue: asyncio.Queue) -> None:
+            for unit in units:
+                queue.put_nowait(unit)
+
+        return await self._pipeline(lambda queue: [enqueue(queue)])
+
     async def _pipeline(self, producers: Callable[[asyncio.Queue], list[Awaitable[None]]]) -> MirrorReport:
         """Run the planning coroutines that `producers(queue)` makes, with the download workers."""
         queue: asyncio.Queue[Unit | None] = asyncio.Queue()
         with bar(total=0, desc=self.desc, unit="file") as progress:
             self._bar = progress
-            workers = [asyncio.create_task(self._worker(queue)) for _ in range(self.concurrency)]
+            workers = [] if self.on_cluster else [asyncio.create_task(self._worker(queue)) for _ in range(self.concurrency)]
             try:
                 await asyncio.gather(*producers(queue))
             except BaseException:
@@ -119,6 +144,11 @@ class Mirror:
                 for _ in workers:
                     queue.put_nowait(None)
                 await asyncio.gather(*workers)
+                if self.on_cluster:
+                    from bhds.archive.remote import fetch_on_cluster
+
+                    # Blocks this loop while the tasks run: it has nothing else to do by now.
+                    fetch_on_cluster(self, self._for_cluster, self.on_cluster)
             finally:
                 self.manifest.flush()
         return self.report
@@ -147,9 +177,11 @@ class Mirror:
         for unit in plan.units:
             if unit.action == SKIP:
                 report.skipped += unit.keys
-                self._advance(unit.keys)
+                self.advance(unit.keys)
             elif unit.action == ADOPT:
                 self._adopt(unit, records)
+            elif self.on_cluster:
+                self._for_cluster.append(unit)
             else:
                 queue.put_nowait(unit)
 
@@ -173,7 +205,7 @@ class Mirror:
                 log.debug("unexpected error on %s", unit.main.key, exc_info=True)
                 self.report.failures.append(f"{unit.main.key}: {type(exc).__name__}: {describe(exc)}")
             finally:
-                self._advance(unit.keys)
+                self.advance(unit.keys)
 
     # ---- local copies that only need recording ---------------------------------------------
 
@@ -186,7 +218,7 @@ class Mirror:
             self._record(unit.checksum, None)
         self.report.adopted += unit.keys
         self.report.skipped += unit.keys
-        self._advance(unit.keys)
+        self.advance(unit.keys)
 
     async def _check_local(self, unit: Unit) -> bool:
         """Hash and test a local zip found without a marker; True if it is good and now recorded."""
@@ -306,7 +338,8 @@ class Mirror:
             self._bar.total += n
             self._bar.refresh()
 
-    def _advance(self, n: int) -> None:
+    def advance(self, n: int) -> None:
+        """Move the progress bar by `n` keys done."""
         if self._bar is not None:
             self._bar.update(n)
 

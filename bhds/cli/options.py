@@ -153,7 +153,8 @@ def stack(*decorators: Callable[[F], F]) -> Callable[[F], F]:
     return apply
 
 
-window = stack(*date_range)
+# Every archive download takes the window, and with it --scheduler (its files fetched in batches of Dask tasks).
+window = stack(*date_range, scheduler)
 market_download = stack(quote, contract_type, http_proxy, concurrency, window)
 cm_download = stack(contract_type, http_proxy, concurrency, window)
 

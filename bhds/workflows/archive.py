@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -34,7 +34,7 @@ from bhds.types import ContractType, RunSummary, TradeType, parse_interval
 from bhds.types import _human_bytes as human_bytes
 
 if TYPE_CHECKING:
-    from bhds.archive.mirror import MirrorReport
+    from bhds.archive.mirror import Mirror, MirrorReport
     from bhds.net import RetryPolicy
 
 # aiohttp and the download machinery are imported inside the functions that use the network:
@@ -106,10 +106,19 @@ async def _resolve_symbols(session, settings: Settings, summary: RunSummary, sym
     return selection.kept
 
 
+def _mirror(session, settings: Settings, layout: Layout, manifest: Manifest, executor: Executor, markers: bool) -> Mirror:
+    """The mirror of a download run: it fetches here, or in batches of Dask tasks when a scheduler is set."""
+    from bhds.archive.mirror import Mirror
+    from bhds.parallel import on_dask
+
+    return Mirror(session, base_url=settings.aws_url, layout=layout, manifest=manifest, executor=executor,
+                  concurrency=settings.concurrency, markers=markers, policy=_policy(),
+                  on_cluster=settings if on_dask() else None)
+
+
 async def _download_async(settings: Settings, layout: Layout, manifest: Manifest, *, summary: RunSummary,
                           symbols: list[str] | None, symbols_prefix: str, selector: Selector | None,
                           file_prefixes: Callable[[str], list[str]], markers: bool) -> MirrorReport:
-    from bhds.archive.mirror import Mirror
     from bhds.net import make_session
 
     async with make_session(settings) as session:
@@ -118,9 +127,7 @@ async def _download_async(settings: Settings, layout: Layout, manifest: Manifest
             symbols = await _resolve_symbols(session, settings, summary, [symbols_prefix], selector)
         prefixes = [prefix for symbol in symbols for prefix in file_prefixes(symbol)]
         with ThreadPoolExecutor(max_workers=max(1, settings.n_jobs), thread_name_prefix="bhds-ziptest") as executor:
-            mirror = Mirror(session, base_url=settings.aws_url, layout=layout, manifest=manifest, executor=executor,
-                            concurrency=settings.concurrency, markers=markers, policy=_policy())
-            report = await mirror.run(prefixes)
+            report = await _mirror(session, settings, layout, manifest, executor, markers).run(prefixes)
         if named and report.empty:
             # A named symbol with nothing listed may be a typo (or lowercase): if the archive does
             # not list it at all, that is exit 2 with the closest names. Asked only then, so a
@@ -286,7 +293,6 @@ def _ranged(settings: Settings, command: str, *, locks: list[str], symbols: list
             symbols_prefixes: list[str], selector: Selector | None, folders: Callable[[str], list[Folders]],
             start: date | None, end: date | None, dry_run: bool, markers: bool, emit: Emit | None) -> RunSummary:
     """Mirror (or, dry, list) the files of [start, end] in each symbol's folders."""
-    from bhds.archive.mirror import Mirror
     from bhds.net import make_session
 
     summary = RunSummary(command)
@@ -305,8 +311,7 @@ def _ranged(settings: Settings, command: str, *, locks: list[str], symbols: list
         async with make_session(settings) as session:
             picked = await _pick(session, settings, layout, summary, **kwargs)
             with ThreadPoolExecutor(max_workers=max(1, settings.n_jobs), thread_name_prefix="bhds-ziptest") as executor:
-                mirror = Mirror(session, base_url=settings.aws_url, layout=layout, manifest=manifest, executor=executor,
-                                concurrency=settings.concurrency, markers=markers, policy=_policy())
+                mirror = _mirror(session, settings, layout, manifest, executor, markers)
                 return await mirror.run_listed((prefix, files) for _, prefix, files in picked)
 
     with stage_locks(layout, locks, settings.lock_timeout):
