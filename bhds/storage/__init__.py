@@ -9,10 +9,9 @@ one writer per stage (`locks`). `from bhds import storage; storage.X` and
 
 from __future__ import annotations
 
-from bhds.storage.dirs import _exchange, _renameat2, recover_dir, replace_dir  # noqa: F401 - tests reach the swap
+from bhds.storage.dirs import _renameat2, recover_dir, replace_dir  # noqa: F401 - a test asks whether the kernel can swap
 from bhds.storage.files import (
     CHUNK_BYTES,
-    _disk_error,
     add_link,
     atomic_path,
     create_empty,
