@@ -13,6 +13,7 @@ from bhds.storage.dirs import _renameat2, recover_dir, replace_dir  # noqa: F401
 from bhds.storage.files import (
     CHUNK_BYTES,
     add_link,
+    append_line,
     atomic_path,
     create_empty,
     files_signature,
@@ -55,7 +56,7 @@ from bhds.storage.parquet import (
 
 __all__ = [
     "CHUNK_BYTES", "NUMERIC_COMPRESSION_LEVEL", "NUMERIC_PAGE_ROWS", "PARQUET_COMPRESSION", "ParquetColumns",
-    "add_link", "atomic_path", "create_empty", "ends_like_parquet", "files_signature", "footer_frame", "footer_value",
+    "add_link", "append_line", "atomic_path", "create_empty", "ends_like_parquet", "files_signature", "footer_frame", "footer_value",
     "link_or_copy", "numeric_encodings", "numeric_write_options", "open_dir", "open_parquet", "open_zip",
     "parquet_metadata", "parquet_schema", "parquet_writer", "read_bytes", "read_json", "read_rows", "read_small",
     "read_table", "recover_dir", "remove", "remove_all", "remove_tree", "replace_dir", "replace_file", "sha256_file",

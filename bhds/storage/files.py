@@ -125,6 +125,16 @@ def create_empty(path: Path, *, exclusive: bool = False) -> None:
         Path(path).touch()
 
 
+def append_line(path: Path, line: bytes) -> None:
+    """Append `line` to `path` (created if absent) in one O_APPEND write: the lines of concurrent
+    writers never interleave, and nothing is rewritten."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+
+
 def replace_file(source: Path, target: Path) -> None:
     """Publish the finished file `source` (a temporary sibling) as `target`, in one atomic rename."""
     os.replace(source, target)
