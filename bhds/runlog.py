@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bhds import storage
-from bhds.errors import InputError, LockBusy
+from bhds.errors import InputError
 from bhds.paths import Layout
 from bhds.types import parse_interval
 
@@ -61,14 +61,13 @@ def _rotate_if_large(layout: Layout, max_bytes: int) -> None:
             return
     if not layout.run_log.exists():
         return
-    try:
-        with storage.stage_lock(layout, "runs-log"):
-            # Checked again under the lock: a run that just rotated left a small file, keep it.
-            with contextlib.suppress(FileNotFoundError):
-                if layout.run_log.stat().st_size > max_bytes:
-                    storage.replace_file(layout.run_log, layout.run_log_previous)
-    except LockBusy:
-        return  # another run is rotating it right now
+    with storage.try_lock(layout.lock_file("runs-log")) as taken:
+        if not taken:
+            return  # another run is rotating it right now
+        # Checked again under the lock: a run that just rotated left a small file, keep it.
+        with contextlib.suppress(FileNotFoundError):
+            if layout.run_log.stat().st_size > max_bytes:
+                storage.replace_file(layout.run_log, layout.run_log_previous)
 
 
 # ---- reading ----

@@ -33,7 +33,7 @@ from bhds.storage.files import (
     write_joined,
     write_json,
 )
-from bhds.storage.locks import stage_lock, stage_locks
+from bhds.storage.locks import stage_lock, stage_locks, try_lock
 from bhds.storage.parquet import (
     NUMERIC_COMPRESSION_LEVEL,
     NUMERIC_PAGE_ROWS,
@@ -60,7 +60,7 @@ __all__ = [
     "link_or_copy", "numeric_encodings", "numeric_write_options", "open_dir", "open_parquet", "open_zip",
     "parquet_metadata", "parquet_schema", "parquet_writer", "read_bytes", "read_json", "read_rows", "read_small",
     "read_table", "recover_dir", "remove", "remove_all", "remove_tree", "replace_dir", "replace_file", "sha256_file",
-    "stage_lock", "stage_locks", "sweep_temp_files", "write_bytes", "write_joined", "write_json", "write_table",
+    "stage_lock", "stage_locks", "try_lock", "sweep_temp_files", "write_bytes", "write_joined", "write_json", "write_table",
     "write_table_numeric",
 ]
 

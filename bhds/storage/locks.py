@@ -7,10 +7,25 @@ import fcntl
 import os
 import time
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 from bhds.errors import LockBusy
 from bhds.paths import Layout
 from bhds.storage.files import _disk_error
+
+
+@contextlib.contextmanager
+def try_lock(lock_path: Path) -> Iterator[bool]:
+    """Take the exclusive lock `lock_path` if it is free, without waiting; yield whether it was taken
+    (False: another process is doing the same job right now). OSError when the lock file cannot be made."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
 
 
 @contextlib.contextmanager
