@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from bhds import paths
-from bhds.errors import ConfigError
+from bhds import paths, storage
+from bhds.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from distributed import Client, LocalCluster
@@ -53,7 +53,7 @@ def require_dask(scheduler: str) -> None:
 def _holds_token(probe: str, token: str) -> bool:
     """On a worker: whether it sees the client's probe file (so the same data folder)."""
     try:
-        return Path(probe).read_text() == token
+        return storage.read_bytes(Path(probe)) == token.encode()
     except OSError:
         return False
 
@@ -105,14 +105,14 @@ class DaskExecutor:
         probe = paths.worker_probe(data_dir, token)
         try:
             data_dir.mkdir(parents=True, exist_ok=True)
-            probe.write_text(token)
-        except OSError as exc:  # a read-only root: nothing to compare with, and read-only work is safe
+            storage.write_bytes(token.encode(), probe)
+        except (OSError, DataError) as exc:  # a read-only root: nothing to compare with, and read-only work is safe
             log.debug("not checking that the Dask workers see %s: %s", data_dir, exc)
             return
         try:
             seen = self._client.run(_holds_token, str(probe), token)
         finally:
-            probe.unlink(missing_ok=True)
+            storage.remove(probe)
         blind = sorted(worker for worker, ok in seen.items() if not ok)
         if blind:
             raise ConfigError(f"{len(blind)} of the {len(seen)} Dask worker(s) ({blind[0]}, ...) do not see the data folder "

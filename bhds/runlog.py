@@ -10,14 +10,13 @@ below about twice that size, and the last run of every stage survives a rotation
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import math
-import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from bhds import storage
 from bhds.errors import InputError
 from bhds.paths import Layout
 from bhds.types import parse_interval
@@ -53,11 +52,7 @@ def append_run(layout: Layout, record: dict, *, max_bytes: int = MAX_LOG_BYTES) 
     path = layout.run_log
     path.parent.mkdir(parents=True, exist_ok=True)
     _rotate_if_large(layout, max_bytes)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        os.write(fd, line)  # one write of the whole line: O_APPEND places it after every other one
-    finally:
-        os.close(fd)
+    storage.append_line(path, line)
 
 
 def _rotate_if_large(layout: Layout, max_bytes: int) -> None:
@@ -66,17 +61,13 @@ def _rotate_if_large(layout: Layout, max_bytes: int) -> None:
             return
     if not layout.run_log.exists():
         return
-    lock = layout.lock_file("runs-log")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+    with storage.try_lock(layout.lock_file("runs-log")) as taken:
+        if not taken:
             return  # another run is rotating it right now
         # Checked again under the lock: a run that just rotated left a small file, keep it.
         with contextlib.suppress(FileNotFoundError):
             if layout.run_log.stat().st_size > max_bytes:
-                os.replace(layout.run_log, layout.run_log_previous)
+                storage.replace_file(layout.run_log, layout.run_log_previous)
 
 
 # ---- reading ----
@@ -86,7 +77,7 @@ def read_runs(layout: Layout) -> list[dict]:
     runs = []
     for path in (layout.run_log_previous, layout.run_log):
         try:
-            text = path.read_text(encoding="utf-8", errors="replace")
+            text = storage.read_bytes(path).decode("utf-8", errors="replace")
         except FileNotFoundError:
             continue
         for line in text.splitlines():

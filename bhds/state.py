@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import sqlite3
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
+from bhds import storage
 from bhds.errors import DataError, disk_full, is_disk_full
 from bhds.paths import Layout
 
@@ -131,8 +131,7 @@ def damage(path: Path) -> str | None:
     Damage deeper inside is found by SQLite when the page is read.
     """
     try:
-        with open(path, "rb") as handle:
-            header = handle.read(100)
+        header = storage.read_small(path, 100)
         size = path.stat().st_size
     except OSError:
         return None  # missing (a new store) or not readable (a permission problem, reported by the open)
@@ -164,7 +163,7 @@ def set_aside(layout: Layout, problem: str, *, warn: bool = True) -> Path | None
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
     aside = layout.state_db_set_aside(stamp)
     try:
-        os.rename(path, aside)
+        storage.replace_file(path, aside)
     except FileNotFoundError:
         return None  # another bhds process set it aside first
     except OSError as exc:
@@ -175,9 +174,9 @@ def set_aside(layout: Layout, problem: str, *, warn: bool = True) -> Path | None
         with contextlib.suppress(FileNotFoundError):
             side = path.with_name(path.name + suffix)
             if suffix == "-wal":
-                os.rename(side, aside.with_name(aside.name + suffix))
+                storage.replace_file(side, aside.with_name(aside.name + suffix))
             else:
-                side.unlink()
+                storage.remove(side)
     if warn:
         log.warning("bhds state database %s was damaged (%s): kept it as %s and started a new one; "
                     "this run re-derives what it needs from the files on disk", path, problem, aside.name)

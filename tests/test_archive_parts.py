@@ -310,7 +310,7 @@ def test_markers_fall_back_to_plain_files_without_hard_links(tmp_path, monkeypat
     def no_links(src, dst):
         raise OSError(errno.EXDEV, "cross-device link")
 
-    monkeypatch.setattr(markers_module.os, "link", no_links)
+    monkeypatch.setattr(os_module, "link", no_links)
     z = tmp_path / "X.zip"
     z.write_bytes(b"zip")
     markers_module.MarkerWriter(Layout(tmp_path / "binance_data")).mark(z)

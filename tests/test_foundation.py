@@ -226,7 +226,7 @@ def test_disk_full_is_a_clear_error_and_keeps_the_old_file(tmp_path: Path, monke
     def full(*args: object, **kwargs: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("bhds.storage.os.replace", full)
+    monkeypatch.setattr("bhds.storage.files.os.replace", full)
     with pytest.raises(DataError, match="disk full while writing"):
         write_table(_klines(5), target)
     assert target.read_bytes() == before

@@ -398,7 +398,7 @@ def test_replace_dir_swaps_in_one_step_where_the_kernel_can(tmp_path: Path, monk
 
     # Where the file system cannot exchange, the two renames still do the job.
     monkeypatch.undo()
-    monkeypatch.setattr(storage, "_exchange", lambda a, b: False)
+    monkeypatch.setattr("bhds.storage.dirs._exchange", lambda a, b: False)
     newer = staging_dir(target, "eeee")
     newer.mkdir()
     (newer / "A.pqt").write_text("newer")

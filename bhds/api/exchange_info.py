@@ -15,7 +15,7 @@ from bhds.api.client import BinanceClient
 from bhds.api.ratelimit import Budget
 from bhds.errors import DataError
 from bhds.paths import Layout
-from bhds.storage import write_bytes
+from bhds.storage import read_json, write_bytes
 
 CM_CONTRACT_SIZES = "cm_contract_sizes.json"
 _INTERVAL_SECONDS = {"SECOND": 1, "MINUTE": 60, "HOUR": 3_600, "DAY": 86_400}
@@ -54,7 +54,7 @@ def read_contract_sizes(layout: Layout) -> dict[str, float]:
     """The cached COIN-M contract sizes (empty when never fetched)."""
     path = cm_contract_sizes_path(layout)
     try:
-        data = json.loads(path.read_text())
+        data = read_json(path)
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as exc:

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from bhds.api.arrow import int64_values
 from bhds.api.klines import is_sub_daily, ms_to_day
 from bhds.paths import PARQUET_SUFFIX, Layout, list_files
 from bhds.errors import DataError
+from bhds.storage import open_parquet
 from bhds.types import DAY_MS, Interval, TradeType
 
 _MS = pa.timestamp("ms", tz="UTC")
@@ -61,7 +61,7 @@ def bar_open_times(layout: Layout, trade_type: TradeType, symbol: str, interval:
 def _read_times(path: Path) -> pa.ChunkedArray:
     """The `candle_begin_time` column of one partition (DataError naming the file if unreadable)."""
     try:
-        with pq.ParquetFile(path) as parquet:
+        with open_parquet(path) as parquet:
             return parquet.read(columns=["candle_begin_time"]).column("candle_begin_time")
     except (OSError, KeyError, pa.ArrowException) as exc:
         raise DataError(f"cannot read {path} ({exc}): delete it and run aws_kline parse again") from exc

@@ -1,4 +1,4 @@
-"""`.CHECKSUM` files, streaming SHA-256, the zip test (for downloads), and verification of one local zip.
+"""`.CHECKSUM` files, the zip test (for downloads), and verification of one local zip.
 
 Everything here is plain blocking code that holds no lock of its own: hashlib, zlib and file
 reads release the GIL, so a thread pool of one thread per core verifies on every core.
@@ -6,8 +6,6 @@ reads release the GIL, so a thread pool of one thread per core verifies on every
 
 from __future__ import annotations
 
-import hashlib
-import os
 import re
 import zipfile
 import zlib
@@ -15,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-# Large enough that per-read overhead vanishes, small enough to keep memory flat.
-CHUNK_BYTES = 1 << 20
+from bhds.storage import CHUNK_BYTES, open_zip, read_small, sha256_file
+
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
@@ -40,41 +38,7 @@ def parse_checksum(text: str | bytes) -> str:
 
 def read_checksum(path: Path) -> str:
     """The expected SHA-256 stored in a `.CHECKSUM` file."""
-    # os-level I/O: verify reads thousands of these 91-byte files, and a file object per read
-    # costs more than the read.
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        data = os.read(fd, 4096)
-    finally:
-        os.close(fd)
-    return parse_checksum(data)
-
-
-def sha256_file(path: Path, chunk_bytes: int = CHUNK_BYTES) -> tuple[str, int]:
-    """(hex SHA-256, size) of a file: small files in one read, others in chunks into one buffer."""
-    digest = hashlib.sha256()
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        expected = os.fstat(fd).st_size
-        if expected < chunk_bytes:
-            # A daily zip is ~60 KB: one exact-size read beats zero-filling a 1 MiB buffer.
-            data = os.read(fd, expected + 1)
-            if len(data) == expected:  # else the file is growing: fall through to the loop
-                digest.update(data)
-                return digest.hexdigest(), len(data)
-            os.lseek(fd, 0, os.SEEK_SET)
-        buffer = bytearray(chunk_bytes)
-        view = memoryview(buffer)
-        size = 0
-        while True:
-            n = os.readv(fd, [buffer])
-            if not n:
-                break
-            digest.update(view[:n])
-            size += n
-        return digest.hexdigest(), size
-    finally:
-        os.close(fd)
+    return parse_checksum(read_small(path, 4096))
 
 
 def check_zip(path: Path | BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> int:
@@ -85,7 +49,7 @@ def check_zip(path: Path | BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> int:
     archive (published zips have been broken while their CHECKSUM matched).
     """
     try:
-        with zipfile.ZipFile(path) as archive:
+        with open_zip(path) as archive:
             members = archive.infolist()
             if not members:
                 raise BrokenZip("the zip has no member")

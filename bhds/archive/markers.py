@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import os
 from pathlib import Path
 
+from bhds import storage
 from bhds.paths import Layout, verified_marker
 
 # ext4 allows 65,000 links per inode; a new template starts a little before that.
@@ -34,9 +34,7 @@ class MarkerWriter:
         marker = verified_marker(zip_path)
         if self._linking:
             try:
-                os.link(self._current_template(), marker)
-                return
-            except FileExistsError:
+                storage.add_link(self._current_template(), marker)  # False: already marked
                 return
             except OSError as exc:
                 if exc.errno == errno.EMLINK:
@@ -45,19 +43,18 @@ class MarkerWriter:
                     return self.mark(zip_path)
                 # EXDEV, EPERM (no hard links here): plain files from now on.
                 self._linking = False
-        marker.touch()
+        storage.create_empty(marker)
 
     @staticmethod
     def unmark(zip_path: Path) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            verified_marker(zip_path).unlink()
+        storage.remove(verified_marker(zip_path))
 
     def _current_template(self) -> Path:
         while self._template is None:
             template = self.layout.marker_template(self._generation)
             template.parent.mkdir(parents=True, exist_ok=True)
             with contextlib.suppress(FileExistsError):
-                os.close(os.open(template, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+                storage.create_empty(template, exclusive=True)
             # A template someone wrote into, or one close to the link limit, is not reused.
             stat = template.stat()
             if stat.st_size == 0 and stat.st_nlink < LINKS_PER_TEMPLATE:

@@ -12,12 +12,12 @@ it; nothing here touches the network. A zip travels with its `.CHECKSUM` as one 
 
 from __future__ import annotations
 
-import contextlib
 import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from bhds import storage
 from bhds.archive.listing import ArchiveFile
 from bhds.archive.manifest import Record
 from bhds.paths import CHECKSUM_SUFFIX, PART_SUFFIX, VERIFIED_SUFFIX
@@ -81,9 +81,7 @@ def scan_dir(directory: Path, *, sizes: bool = True, sweep: bool = True) -> tupl
         if entry.name.endswith(PART_SUFFIX):
             if not sweep:
                 continue
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(entry.path)
-                swept += 1
+            swept += storage.remove(entry.path)
             continue
         try:
             if not entry.is_file():

@@ -8,7 +8,6 @@ thread are in flight and each is streamed, so memory stays flat whatever the fil
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bhds import parallel
+from bhds import parallel, storage
 from bhds.archive.checksum import ChecksumFormatError, Verdict, read_checksum, verify_with_checksum_file
 from bhds.archive.plan import scan_dir
 from bhds.paths import CHECKSUM_SUFFIX, VERIFIED_SUFFIX, checksum_path, key_url, part_path
@@ -136,10 +135,9 @@ async def fetch_checksums(session: aiohttp.ClientSession, base_url: str, candida
         try:
             read_checksum(got.path)
         except (OSError, ChecksumFormatError) as exc:
-            with contextlib.suppress(FileNotFoundError):
-                got.path.unlink()
+            storage.remove(got.path)
             return ChecksumFetch(candidate, f"the fetched CHECKSUM is unreadable ({describe(exc)})")
-        got.path.replace(target)
+        storage.replace_file(got.path, target)
         return ChecksumFetch(candidate)
 
     return list(await asyncio.gather(*(one(c) for c in candidates)))

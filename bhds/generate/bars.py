@@ -23,12 +23,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from bhds.errors import DataError, InputError
 from bhds.paths import partition_month
 from bhds.schema import KLINE_SCHEMA
-from bhds.storage import files_signature, footer_value, write_table_numeric
+from bhds.storage import files_signature, footer_value, open_parquet, read_rows, write_table_numeric
 from bhds.types import DAY_MS, Interval, parse_interval
 
 SOURCES_KEY = b"bhds.bars"
@@ -164,7 +163,7 @@ def build_bars(task: BarsTask) -> tuple[int, int]:
     columns = _columns(task.market, task.dataset)
     for source in task.sources:
         try:
-            parquet = pq.ParquetFile(source)
+            parquet = open_parquet(source)
             for group in range(parquet.num_row_groups):
                 batch = parquet.read_row_group(group, columns=columns)
                 if batch.num_rows:
@@ -179,7 +178,7 @@ def build_bars(task: BarsTask) -> tuple[int, int]:
     arrays += [pa.array(bars[name]).cast(KLINE_SCHEMA.field(name).type) for name in _VALUES]
     table = pa.Table.from_arrays(arrays, schema=KLINE_SCHEMA)
     if task.keep_before_ms is not None:
-        kept = pq.read_table(task.target).select(KLINE_SCHEMA.names).cast(KLINE_SCHEMA)
+        kept = read_rows(task.target).select(KLINE_SCHEMA.names).cast(KLINE_SCHEMA)
         keep_before = pa.scalar(task.keep_before_ms, pa.int64()).cast(KLINE_SCHEMA.field("candle_begin_time").type)
         table = pa.concat_tables([kept.filter(pc.less(kept["candle_begin_time"], keep_before)), table])
     table = table.replace_schema_metadata({SOURCES_KEY: task.signature.encode()})

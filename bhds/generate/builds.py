@@ -98,7 +98,7 @@ class BuildRecord:
     def load(cls, path: Path) -> BuildRecord:
         """The record at `path`; empty (everything gets rebuilt) when absent, unreadable or of another FORMAT."""
         try:
-            raw = json.loads(path.read_text())
+            raw = storage.read_json(path)
             if raw.get("format") != FORMAT:
                 return cls(path)
             units = {key: Unit(value["digest"], {name: tuple(stat) for name, stat in value["outputs"].items()},  # type: ignore[misc]
@@ -129,5 +129,5 @@ class BuildRecord:
     def save(self, units: dict[str, Unit]) -> None:
         raw = {"format": FORMAT, "units": {key: {"digest": u.digest, "outputs": u.outputs, **({"inputs": u.inputs} if u.inputs else {})}
                                            for key, u in sorted(units.items())}}
-        storage.write_bytes(json.dumps(raw, separators=(",", ":")).encode(), self.path)
+        storage.write_json(raw, self.path)
         self.units = units

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 from bhds.errors import DataError
+from bhds.storage import read_json
 
 log = logging.getLogger("bhds.generate")
 
@@ -29,7 +29,7 @@ def load_sizes(path: Path) -> dict[str, float] | None:
     if not path.exists():
         return None
     try:
-        raw = json.loads(path.read_text())
+        raw = read_json(path)
         return {str(symbol): float(size) for symbol, size in raw.items()}
     except (OSError, ValueError, TypeError, AttributeError) as exc:
         raise DataError(f"cannot read COIN-M contract sizes from {path} ({exc}): delete it and run an api_data cm_futures command to rebuild it") from exc

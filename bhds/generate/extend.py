@@ -103,13 +103,11 @@ def _column(table: pa.Table, name: str) -> np.ndarray:
 def extend(job: KlineJob, interval: Interval, archive_files: list[Path], api_files: list[Path], record: dict,
            events: Events | None) -> TaskResult | None:
     """Write the symbol's files into `job.out_dir` by extending its latest file; None when a full build is needed."""
-    import pyarrow.parquet as pq
-
     if interval.is_calendar or DAY_MS % interval.ms or job.symbol not in job.previous or job.previous_dir is None:
         return None
     latest = parquet_in(job.previous_dir, job.symbol)
     try:
-        source = pq.ParquetFile(latest)
+        source = storage.open_parquet(latest)
         latest_stat = file_stat(latest)  # before `kline` (one symbol, in place) replaces it
     except (OSError, pa.ArrowException):
         return None
@@ -153,7 +151,7 @@ def extend(job: KlineJob, interval: Interval, archive_files: list[Path], api_fil
             if name == job.symbol:
                 continue
             try:
-                earlier = pq.ParquetFile(parquet_in(job.previous_dir, name)).read(columns=[TIME, FUNDING])
+                earlier = storage.open_parquet(parquet_in(job.previous_dir, name)).read(columns=[TIME, FUNDING])
             except (OSError, KeyError, pa.ArrowException):
                 return None
             if not np.array_equal(funding_on_grid(_column(earlier, TIME), interval, events), _column(earlier, FUNDING)):

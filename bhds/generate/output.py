@@ -37,13 +37,8 @@ def write_months(table: pa.Table, path: Path | pa.NativeFile, months: int = 1) -
 
     A path is written atomically; a stream (`pa.BufferOutputStream`) as it is.
     """
-    if not isinstance(path, Path):
-        _write_groups(table, path, months)
-        return 0
-    with storage.atomic_path(path) as tmp:
-        _write_groups(table, tmp, months)
-        size = tmp.stat().st_size
-    return size
+    _write_groups(table, path, months)  # atomically, when a path
+    return path.stat().st_size if isinstance(path, Path) else 0
 
 
 def group_time_ranges(metadata: pa.parquet.FileMetaData) -> tuple[np.ndarray, np.ndarray] | None:
@@ -61,23 +56,23 @@ def group_time_ranges(metadata: pa.parquet.FileMetaData) -> tuple[np.ndarray, np
 def write_extended(previous: Path, keep: int, tail: pa.Table, target: Path, months: int = 1) -> int:
     """Write `target` atomically as `previous`' first `keep` row groups (their bytes) + `tail` encoded in periods
     of `months`; return its size. Raises `splice.SpliceError` when the two cannot be joined."""
-    from bhds.generate.splice import footer_only, splice_plan, write_spliced
+    from bhds.generate.splice import SpliceError, footer_only, splice_plan
 
     sink = pa.BufferOutputStream()
     _write_groups(tail, sink, months)
     kept_end, rest = splice_plan(footer_only(previous), keep, sink.getvalue().to_pybytes())
-    with storage.atomic_path(target) as tmp:
-        write_spliced(previous, kept_end, rest, tmp)
+    try:
+        storage.write_joined(previous, kept_end, rest, target)
+    except EOFError:
+        raise SpliceError(f"{previous} is shorter than its footer says") from None
     return kept_end + len(rest)
 
 
 def _write_groups(table: pa.Table, where: Path | pa.NativeFile, months: int) -> None:
-    import pyarrow.parquet as pq
-
     times = table.column(0).chunk(0) if table.column(0).num_chunks == 1 else table.column(0).combine_chunks()
     t = np.frombuffer(times.buffers()[1], dtype=np.int64, count=len(times), offset=times.offset * 8)
     bounds = month_bounds(t, months)
-    with pq.ParquetWriter(where, table.schema, **storage.numeric_write_options(table.schema)) as writer:
+    with storage.parquet_writer(where, table.schema, **storage.numeric_write_options(table.schema)) as writer:
         for lo, hi in zip(bounds[:-1], bounds[1:]):
             if hi > lo:
                 writer.write_table(table.slice(lo, hi - lo), row_group_size=hi - lo)

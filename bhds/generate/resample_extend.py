@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from bhds import storage
 from bhds.generate import frame
 from bhds.generate.frame import TIME
 from bhds.generate.jobs import RESAMPLED_GROUP_MONTHS, ResampleJob
@@ -65,12 +66,10 @@ def _kept_groups(metadata: pa.parquet.FileMetaData, plan: ResamplePlan, offset: 
 
 def extend_resampled(job: ResampleJob, name: str, schema: pa.Schema, vwap_name: str | None) -> dict[str, tuple[int, int]]:
     """Write the offsets of `job` that can be extended into `job.out_dir`; {offset: (rows, bytes)} of those written."""
-    import pyarrow.parquet as pq
-
     plan = job.plan
     if job.previous_dir is None or not job.kept_source_groups or not plan.block_ms:
         return {}
-    source = pq.ParquetFile(job.source)
+    source = storage.open_parquet(job.source)
     cut = source_cut(source.metadata, job.kept_source_groups)
     if cut is None:
         return {}
@@ -78,7 +77,7 @@ def extend_resampled(job: ResampleJob, name: str, schema: pa.Schema, vwap_name: 
     for offset in plan.offsets:
         previous = resampled_file_in(job.previous_dir, offset.name, name)
         try:
-            old = pq.ParquetFile(previous)
+            old = storage.open_parquet(previous)
         except (OSError, pa.ArrowException):
             continue
         kept = _kept_groups(old.metadata, plan, offset, cut) if old.schema_arrow.equals(schema, check_metadata=False) else None

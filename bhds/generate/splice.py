@@ -14,9 +14,10 @@ other bytes between the row groups and the footer; `splice` refuses them (the ca
 
 from __future__ import annotations
 
-import os
 import struct
 from pathlib import Path
+
+from bhds import storage
 
 MAGIC = b"PAR1"
 
@@ -389,37 +390,7 @@ def splice(head: bytes, keep: int, tail: bytes) -> bytes:
 
 def footer_only(path: Path) -> bytes:
     """A Parquet file's footer framed as a file (`PAR1` + footer + length + `PAR1`): all `splice_plan` reads of the head."""
-    with open(path, "rb") as f:
-        f.seek(-8, os.SEEK_END)
-        tail = f.read(8)
-        if tail[4:] != MAGIC:
-            raise SpliceError("not a Parquet file")
-        size = struct.unpack("<I", tail[:4])[0]
-        f.seek(-8 - size, os.SEEK_END)
-        return MAGIC + f.read(size) + tail
-
-
-def write_spliced(head: Path, kept_end: int, rest: bytes, out: Path) -> None:
-    """Write `head[:kept_end] + rest` to `out` (a new file), the kept bytes copied by the kernel where it can."""
-    with open(head, "rb") as src, open(out, "wb") as dst:
-        left, offset = kept_end, 0
-        copy_range = getattr(os, "copy_file_range", None)
-        while left and copy_range is not None:
-            try:
-                done = copy_range(src.fileno(), dst.fileno(), left, offset, offset)
-            except OSError:
-                break  # another file system, an old kernel: copy below
-            if not done:
-                break
-            left, offset = left - done, offset + done
-        if left:
-            src.seek(offset)
-            dst.seek(offset)
-            while left:
-                block = src.read(min(left, 1 << 22))
-                if not block:
-                    raise SpliceError(f"{head} is shorter than its footer says")
-                dst.write(block)
-                left -= len(block)
-        dst.seek(kept_end)
-        dst.write(rest)
+    frame = storage.footer_frame(path)
+    if frame is None:
+        raise SpliceError("not a Parquet file")
+    return frame

@@ -6,6 +6,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bhds import storage
 from bhds.errors import DataError, InputError
 from bhds.indicators.compute import TIME_COLUMN
 from bhds.indicators.specs import parse_spec
@@ -50,7 +51,6 @@ def read_indicators(
     """
     import pyarrow as pa  # noqa: F811
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     if data_dir is None:
         from bhds.settings import load_settings
@@ -63,7 +63,7 @@ def read_indicators(
         raise InputError(f"no indicators for {symbol} {trade_type.value} {interval}{'/' + offset if offset else ''} ({path}): "
                          f"run `{indicators_command(trade_type, interval, offset, asked)}`", exit_code=2)
     try:
-        available = pq.read_schema(path).names
+        available = storage.parquet_schema(path).names
     except (OSError, pa.ArrowException) as exc:
         raise DataError(f"cannot read {path} ({exc}): run `{indicators_command(trade_type, interval, offset, asked)}` again") from exc
     if indicators is None:
@@ -80,7 +80,7 @@ def read_indicators(
     for bound, op in ((start, ">="), (end, "<")):
         if bound is not None:
             filters.append((TIME_COLUMN, op, _utc(bound)))
-    table = pq.read_table(path, columns=[TIME_COLUMN, *wanted], filters=filters or None)
+    table = storage.read_rows(path, columns=[TIME_COLUMN, *wanted], filters=filters or None)
     return table.take(pc.sort_indices(table, [(TIME_COLUMN, "ascending")]))
 
 

@@ -21,14 +21,14 @@ from bhds.parse.timeline import DAY_MS, month_window
 from bhds.parse.zipcsv import BadSourceFile, csv_body
 from bhds.quality import footer
 from bhds.schema import KLINE_SCHEMA, PARSED_FUNDING_SCHEMA
-from bhds.storage import read_table, write_table, write_table_numeric
+from bhds.storage import parquet_metadata, read_bytes, read_table, write_table, write_table_numeric
 
 
 def _read_bodies(sources: list[SourceZip], result: MonthResult | FundingResult) -> Iterator[tuple[str, bytes]]:
     """Yield (name, CSV rows) of each zip, recording unreadable ones as failures."""
     for source in sources:
         try:
-            data = Path(source.path).read_bytes()
+            data = read_bytes(source.path)
         except OSError as exc:
             result.failures.append((source.name, f"cannot read the file ({exc.strerror or exc})"))
             continue
@@ -146,10 +146,8 @@ def update_month(task: MonthTask) -> MonthResult:
 
 def _recorded_duplicates(path: Path) -> dict[int, int] | None:
     """Per-day duplicate counts an earlier run stored in the partition's footer; None if it has none."""
-    import pyarrow.parquet as pq
-
     try:
-        return footer.duplicates_by_day(pq.read_metadata(path))
+        return footer.duplicates_by_day(parquet_metadata(path))
     except (OSError, pa.ArrowException):
         return None
 

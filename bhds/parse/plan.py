@@ -17,6 +17,7 @@ from bhds.parse.sources import SourceZip, funding_zip_month, kline_zip_day, veri
 from bhds.parse.tasks import CHANGED, DONE, NEW, DaySource, FundingTask, MonthTask
 from bhds.parse.timeline import epoch_ms
 from bhds.paths import Layout, partition_month
+from bhds.storage import ends_like_parquet
 from bhds.types import TradeType
 
 
@@ -46,20 +47,6 @@ def _existing_files(directory: Path) -> set[str]:
         return {entry.name for entry in os.scandir(directory)}
     except (FileNotFoundError, NotADirectoryError):
         return set()
-
-
-def _ends_like_parquet(path: Path) -> bool:
-    """Whether the file ends with Parquet's magic: a cheap test (one small read) that catches a
-    partition cut short by a full disk or an interrupted copy, which its zips would not reveal."""
-    try:
-        with open(path, "rb") as handle:
-            size = handle.seek(0, os.SEEK_END)
-            if size < 12:  # magic + footer length + magic
-                return False
-            handle.seek(size - 4)
-            return handle.read(4) == b"PAR1"
-    except OSError:
-        return False
 
 
 def _verified(plan: SymbolPlan, directory: Path, archive_sizes: dict[str, int]) -> list[SourceZip]:
@@ -103,7 +90,7 @@ def plan_klines(layout: Layout, trade_type: TradeType, symbol: str, interval: st
                         if partition_month(name) is not None and name not in wanted]
     for (year, month), sources in sorted(by_month.items()):
         path = layout.parsed_kline_partition(trade_type, symbol, interval, year, month)
-        due = force or path.name not in existing or any(s.status != DONE for s in sources) or not _ends_like_parquet(path)
+        due = force or path.name not in existing or any(s.status != DONE for s in sources) or not ends_like_parquet(path)
         if not due:
             plan.up_to_date += len(sources)
             continue
@@ -127,7 +114,7 @@ def plan_funding(layout: Layout, trade_type: TradeType, symbol: str, recorded: F
         return plan
     output = layout.parsed_funding_file(trade_type, symbol)
     current = {z.name: z.fingerprint for z, _, _ in sources}
-    if current == recorded and _ends_like_parquet(output):  # also rebuilds a file cut short
+    if current == recorded and ends_like_parquet(output):  # also rebuilds a file cut short
         plan.up_to_date = len(sources)
         return plan
     sources.sort(key=lambda item: (item[1], item[2]))

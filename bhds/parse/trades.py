@@ -36,12 +36,11 @@ from typing import BinaryIO, TypeVar
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from bhds.parse import datasets
 from bhds.parse.klines import MICROSECOND_THRESHOLD
 from bhds.parse.zipcsv import BadSourceFile
-from bhds.storage import PARQUET_COMPRESSION, atomic_path, files_signature, footer_value, numeric_encodings
+from bhds.storage import PARQUET_COMPRESSION, files_signature, footer_value, numeric_encodings, open_zip, parquet_writer
 
 TIME = datasets.TIME_US
 _BOM = b"\xef\xbb\xbf"
@@ -175,7 +174,7 @@ def _batches(zip_path: Path, market: str, dataset: str, block_size: int) -> Iter
         true_values=["true", "True"], false_values=["false", "False"], strings_can_be_null=False,
         timestamp_parsers=["%Y-%m-%d %H:%M:%S", pacsv.ISO8601])
     try:
-        with zipfile.ZipFile(zip_path) as archive:
+        with open_zip(zip_path) as archive:
             members = [info for info in archive.infolist() if not info.is_dir()]
             if len(members) != 1:
                 raise BadSourceFile(f"expected one CSV in the zip, found {len(members)}")
@@ -239,17 +238,15 @@ def parse_month(task: MonthTask) -> tuple[int, int]:
     target = Path(task.target)
     out_schema = schema(task.market, task.dataset).with_metadata({SOURCES_KEY: task.signature.encode()})
     rows = 0
-    with atomic_path(target) as tmp:
-        with pq.ParquetWriter(tmp, out_schema, compression=PARQUET_COMPRESSION, use_dictionary=False,
-                              column_encoding=numeric_encodings(out_schema)) as writer:
-            for source in task.sources:
-                try:
-                    with ahead(_batches(Path(source), task.market, task.dataset, task.block_size)) as batches:
-                        for batch in batches:
-                            if batch.num_rows:
-                                writer.write_batch(batch)
-                                rows += batch.num_rows
-                except BadSourceFile as exc:
-                    raise BadSourceFile(f"{source}: {exc}") from None
-        size = tmp.stat().st_size
-    return rows, size
+    with parquet_writer(target, out_schema, compression=PARQUET_COMPRESSION, use_dictionary=False,
+                        column_encoding=numeric_encodings(out_schema)) as writer:
+        for source in task.sources:
+            try:
+                with ahead(_batches(Path(source), task.market, task.dataset, task.block_size)) as batches:
+                    for batch in batches:
+                        if batch.num_rows:
+                            writer.write_batch(batch)
+                            rows += batch.num_rows
+            except BadSourceFile as exc:
+                raise BadSourceFile(f"{source}: {exc}") from None
+    return rows, target.stat().st_size

@@ -6,9 +6,10 @@ never, futures usually), so the header is detected from the content of each file
 
 from __future__ import annotations
 
-import io
 import zipfile
 import zlib
+
+from bhds.storage import open_zip
 
 
 class BadSourceFile(Exception):
@@ -21,7 +22,7 @@ _BOM = b"\xef\xbb\xbf"
 def read_member(zip_bytes: bytes) -> bytes:
     """The bytes of the zip's only CSV member."""
     try:
-        with zipfile.ZipFile(io.BytesIO(zip_bytes)) as archive:
+        with open_zip(zip_bytes) as archive:
             members = [info for info in archive.infolist() if not info.is_dir()]
             if len(members) != 1:
                 found = ", ".join(info.filename for info in members) or "none"

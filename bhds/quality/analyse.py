@@ -11,6 +11,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bhds import storage
 from bhds.errors import DataError
 from bhds.paths import Layout
 from bhds.quality import cache, footer, inventory
@@ -141,6 +142,6 @@ def failed_result(task: SymbolTask, message: str) -> SymbolResult:
 def _footer(path: str) -> pq.FileMetaData | None:
     """The partition's Parquet footer; None when unreadable (decoding it then names the problem)."""
     try:
-        return pq.read_metadata(path)
+        return storage.parquet_metadata(path)
     except (OSError, pa.ArrowException):
         return None

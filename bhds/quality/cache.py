@@ -7,7 +7,6 @@ an optimisation only: a missing, stale or unreadable cache just means reading th
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -33,7 +32,7 @@ class PieceCache:
     @classmethod
     def load(cls, path: Path, scope: str) -> PieceCache:
         try:
-            data = json.loads(path.read_text())
+            data = storage.read_json(path)
             if data.get("format") == FORMAT and data.get("scope") == scope and isinstance(data.get("symbols"), dict):
                 # Entries of the wrong shape (a hand edit, another version) are dropped, not trusted.
                 symbols = {name: entry for name, entry in data["symbols"].items() if _well_formed(entry)}
@@ -65,9 +64,8 @@ class PieceCache:
         if not _writable(self.path):
             log.debug("the store is read-only: the quality cache %s is not saved", self.path)
             return
-        body = json.dumps({"format": FORMAT, "scope": self.scope, "symbols": self.symbols}, separators=(",", ":"))
         try:
-            storage.write_bytes(body.encode(), self.path)
+            storage.write_json({"format": FORMAT, "scope": self.scope, "symbols": self.symbols}, self.path)
         except DataError as exc:
             log.warning("could not save the quality cache (%s); the next report reads every file again", exc)
 

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from bhds.errors import DataError
 from bhds.quality.grid import iso_ms, percent_down
 from bhds.quality.pieces import as_numpy, times_ms
 from bhds.schema import HOUR_MS
+from bhds.storage import open_parquet
 
 MINUTE_MS = 60_000
 DEFAULT_INTERVAL_HOURS = 8
@@ -56,7 +56,7 @@ class FundingFigures:
 
 def _read(path: Path, columns: list[str]) -> pa.Table:
     try:
-        return pq.ParquetFile(path).read(columns=columns, use_threads=False)
+        return open_parquet(path).read(columns=columns, use_threads=False)
     except (OSError, pa.ArrowException, KeyError) as exc:
         raise DataError(f"cannot read {path} ({exc}): delete it and run the step that writes it again") from exc
 

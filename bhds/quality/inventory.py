@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bhds import storage
 from bhds.paths import (CHECKSUM_SUFFIX, PARQUET_SUFFIX, PART_SUFFIX, VERIFIED_SUFFIX, Layout, list_files, list_subdirs,
                         partition_month)
 from bhds.quality.grid import day_number
@@ -155,7 +156,7 @@ def archive_files(layout: Layout, trade_type: TradeType, symbol: str, interval: 
     directory = layout.aws_kline_dir(trade_type, symbol, interval)
     found = ArchiveFiles()
     try:
-        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        dir_fd = storage.open_dir(directory)
     except (FileNotFoundError, NotADirectoryError):
         return found
     try:

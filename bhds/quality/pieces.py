@@ -13,10 +13,10 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from bhds.errors import DataError
 from bhds.quality.grid import Grid
+from bhds.storage import open_parquet
 from bhds.types import DAY_MS
 
 COLUMNS = ["candle_begin_time", "open", "high", "low", "close", "volume"]
@@ -111,7 +111,7 @@ def times_ms(column: pa.ChunkedArray) -> pa.Array:
 def read_arrays(path: str) -> Arrays:
     """The six checked columns of a kline Parquet file as numpy arrays (rows with no time dropped)."""
     try:
-        return table_arrays(pq.ParquetFile(path).read(columns=COLUMNS, use_threads=False))
+        return table_arrays(open_parquet(path).read(columns=COLUMNS, use_threads=False))
     except (OSError, pa.ArrowException, KeyError, ValueError) as exc:  # ValueError: columns of the wrong type
         raise DataError(f"cannot read {path} ({exc}): delete it and run the step that writes it again") from exc
 

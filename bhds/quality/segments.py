@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from bhds.errors import DataError
 from bhds.quality.grid import iso_ms
 from bhds.quality.pieces import as_numpy, times_ms
+from bhds.storage import open_parquet
 from bhds.types import DAY_MS
 
 _TO_MS = {"s": 1000, "ms": 1, "us": 1 / 1000, "ns": 1 / 1_000_000}
@@ -30,7 +30,7 @@ class Segment:
 def read_segment(name: str, path: Path) -> Segment:
     """First/last candle and row count of a results file, from row-group statistics when present."""
     try:
-        pf = pq.ParquetFile(path)
+        pf = open_parquet(path)
         meta = pf.metadata
         field = pf.schema_arrow.field("candle_begin_time")
         column = pf.schema_arrow.get_field_index("candle_begin_time")

@@ -13,7 +13,6 @@ temporary sibling and renamed, so a reader never sees half a catalog.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 from collections.abc import Callable
@@ -137,8 +136,7 @@ def _write(duckdb: Any, layout: Layout, target: Path) -> list[str]:
             raise BhdsError(f"cannot write the catalog {target} ({str(exc).splitlines()[0]}): check the files it names, "
                             "or run with --debug") from exc
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                wal.unlink()
+            storage.remove(wal)
     return list(views)
 
 

@@ -13,6 +13,7 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
+from bhds import storage
 from bhds.errors import ConfigError, DataError, InputError
 from bhds.paths import PARQUET_SUFFIX, list_files
 from bhds.research.store import (API_KLINES, PARSED_KLINES, RESAMPLED, RESULTS, TIME, TRADE_BARS, Dataset, FileFigures,
@@ -318,9 +319,7 @@ def _load_segments(layout: Layout, dataset: Dataset, symbol: str, start_ms: int 
     if not paths:
         raise DataError(_missing(dataset, symbol, layout))
     if columns is not None:
-        import pyarrow.parquet as pq
-
-        names = [name for path in paths for name in pq.read_schema(path).names] + ([SEGMENT] if segments else [])
+        names = [name for path in paths for name in storage.parquet_schema(path).names] + ([SEGMENT] if segments else [])
         _check_columns(columns, list(dict.fromkeys(names)))
     tables = []
     for path in paths:

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from bhds import storage
 from bhds.errors import DataError, InputError
 from bhds.paths import PARQUET_SUFFIX, Layout, list_files, list_subdirs, partition_month
 from bhds.quality.inventory import result_symbol, split_index
@@ -190,11 +191,10 @@ def file_figures(path: Path, time_column: str = TIME) -> FileFigures:
     """First and last time and rows from the footer; the time column is decoded only when a row
     group has no min/max statistics (files written by other tools may lack them)."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     st = os.stat(path)
     try:
-        meta = pq.read_metadata(path)
+        meta = storage.parquet_metadata(path)
         schema = meta.schema.to_arrow_schema()
     except (OSError, pa.ArrowException) as exc:
         raise DataError(f"cannot read {path} ({exc}): delete the file and run the step that writes it again") from exc
@@ -221,11 +221,10 @@ def file_figures(path: Path, time_column: str = TIME) -> FileFigures:
 
 def _decoded_range(path: Path, time_column: str) -> tuple[int | None, int | None]:
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     from bhds.schema import TIMESTAMP
 
-    times = pq.read_table(path, columns=[time_column]).column(0).cast(TIMESTAMP)
+    times = storage.read_rows(path, columns=[time_column]).column(0).cast(TIMESTAMP)
     bounds = pc.min_max(times)
     low, high = bounds["min"], bounds["max"]
     if not low.is_valid:

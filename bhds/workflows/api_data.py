@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from bhds.api.arrow import int64_values
 from bhds.api.client import InvalidSymbol
@@ -34,7 +33,7 @@ from bhds.progress import bar
 from bhds.schema import PARSED_FUNDING_SCHEMA
 from bhds.settings import Settings
 from bhds.state import connect
-from bhds.storage import stage_lock, sweep_temp_files, write_table
+from bhds.storage import open_parquet, parquet_metadata, stage_lock, sweep_temp_files, write_table
 from bhds.symbol_names import check_listed, listed_locally, unknown_symbols
 from bhds.types import Interval, RunSummary, TradeType, parse_interval
 
@@ -102,7 +101,7 @@ def _existing_days(layout: Layout, trade_type: TradeType, symbol: str, interval:
         except ValueError:
             continue
         try:
-            if path.stat().st_size < _TINY_FILE and pq.read_metadata(path).num_rows == 0:
+            if path.stat().st_size < _TINY_FILE and parquet_metadata(path).num_rows == 0:
                 continue  # the legacy tool's "asked, got nothing": ask again
         except (OSError, ValueError):
             continue  # unreadable: fetch it again
@@ -358,7 +357,7 @@ def _archive_last_funding_ms(layout: Layout, trade_type: TradeType, symbol: str)
     if not path.exists():
         return None
     try:
-        with pq.ParquetFile(path) as parquet:
+        with open_parquet(path) as parquet:
             column = parquet.read(columns=["funding_time"]).column("funding_time")
         times = int64_values(column if column.type == PARSED_FUNDING_SCHEMA.field("funding_time").type
                              else column.cast(PARSED_FUNDING_SCHEMA.field("funding_time").type))

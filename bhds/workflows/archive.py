@@ -28,7 +28,7 @@ from bhds.archive.verify import Candidate, survey, verify_all
 from bhds.errors import InputError, NetworkError
 from bhds.paths import Layout
 from bhds.settings import Settings
-from bhds.storage import stage_locks
+from bhds.storage import remove_all, stage_locks
 from bhds.symbol_names import Selection, check_downloaded, check_listed, select_cm, select_cm_pairs, select_spot, select_um
 from bhds.types import ContractType, RunSummary, TradeType, parse_interval
 from bhds.types import _human_bytes as human_bytes
@@ -521,9 +521,7 @@ def _verify_candidates(settings: Settings, layout: Layout, manifest: Manifest, r
                 summary.files += 1
                 summary.bytes += verdict.size
                 continue
-            for doomed in (candidate.path, paths.checksum_path(candidate.path), paths.verified_marker(candidate.path)):
-                with contextlib.suppress(FileNotFoundError):
-                    doomed.unlink()
+            remove_all((candidate.path, paths.checksum_path(candidate.path), paths.verified_marker(candidate.path)))
             manifest.forget(candidate.key)
             manifest.forget(candidate.key + paths.CHECKSUM_SUFFIX)
             removed += 1

@@ -17,7 +17,6 @@ import filecmp
 import logging
 import multiprocessing
 import re
-import shutil
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -151,7 +150,7 @@ def _build_and_swap(target: Path, build: Callable[[Path], None]) -> None:
         storage.sweep_temp_files(staging)
         storage.replace_dir(staging, target)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        storage.remove_tree(staging)
         raise
 
 
@@ -227,8 +226,7 @@ def kline(settings: Settings, *, trade_type, time_interval, symbol, split_gaps, 
             log.warning("no parsed archive klines for %s %s %s: nothing generated (run aws_kline parse first)", symbol, trade_type.value, time_interval)
         else:
             stale = [p for p in _symbol_files(target, symbol) if _stem(p) not in result.files]
-            for path in stale:
-                path.unlink(missing_ok=True)
+            storage.remove_all(stale)
             if stale:
                 log.info("removed stale segments of %s: %s", symbol, ", ".join(_stem(p) for p in stale))
             # So that `kline-type` with the same options need not build this symbol again.

@@ -100,8 +100,7 @@ def indicators_type(settings: Settings, *, trade_type: TradeType, time_interval:
                     continue
                 _count(summary, outcome)
         stale = [p for p in list_files(target, PARQUET_SUFFIX) if p.name[: -len(PARQUET_SUFFIX)] not in groups]
-        for path in stale:
-            path.unlink(missing_ok=True)
+        storage.remove_all(stale)
         if stale:
             log.info("removed indicators of symbols without klines: %s", ", ".join(p.name for p in stale))
     return summary

@@ -18,7 +18,7 @@ from bhds.parse.tasks import FundingResult, FundingTask, MonthResult, MonthTask,
 from bhds.paths import Layout, list_subdirs
 from bhds.progress import bar
 from bhds.settings import Settings
-from bhds.storage import stage_lock, stage_locks, sweep_temp_files
+from bhds.storage import remove, stage_lock, stage_locks, sweep_temp_files
 from bhds.symbol_names import check_downloaded
 from bhds.types import RunSummary, TradeType, parse_interval
 
@@ -108,7 +108,7 @@ def _parse_klines(settings: Settings, layout: Layout, trade_type: TradeType, int
             summary.skipped += plan.up_to_date
             for orphan in plan.orphans:
                 log.info("--force-update: removing %s (no verified zip of its month is left)", orphan)
-                orphan.unlink(missing_ok=True)
+                remove(orphan)
             plans.append(plan)
         tasks = [task for plan in plans for task in plan.tasks]
         log.info("parse %s %s klines: %d symbols, %d months to update, %d zips already parsed",
