@@ -15,8 +15,6 @@ PACKAGE = Path(__file__).resolve().parent.parent / "bhds"
 ALLOWED = {
     "bhds/storage/": "the storage layer itself",
     "bhds/objstore/": "the bucket driver and the working-copy sync: storage's other half",
-    "bhds/archive/mirror.py": "TODO(lead): converted after the download-on-Dask merge",
-    "bhds/archive/download.py": "TODO(lead): converted after the download-on-Dask merge",
 }
 
 # Builtin `open`, and these functions of `os` and of `shutil` (every one of shutil's).

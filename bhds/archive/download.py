@@ -7,13 +7,13 @@ is retried like a 5xx; a 404 is final and raised as NotPublished.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 
+from bhds import storage
 from bhds.archive.http import IncompleteBody, check_status, with_archive_retries
 from bhds.errors import disk_full, is_disk_full
 from bhds.net import DEFAULT_POLICY, RetryPolicy
@@ -40,7 +40,7 @@ async def fetch_to(session: aiohttp.ClientSession, url: str, part: Path, *, expe
         size = 0
         async with session.get(url) as response:
             check_status(response)
-            with open(part, "wb") as handle:
+            with storage.open_scratch(part) as handle:
                 async for chunk in response.content.iter_chunked(STREAM_CHUNK):
                     digest.update(chunk)
                     handle.write(chunk)
@@ -52,8 +52,7 @@ async def fetch_to(session: aiohttp.ClientSession, url: str, part: Path, *, expe
     try:
         return await with_archive_retries(attempt, policy, what=url)
     except BaseException as exc:
-        with contextlib.suppress(FileNotFoundError):
-            part.unlink()
+        storage.remove(part)
         if is_disk_full(exc):
             raise disk_full(part, exc) from exc
         raise

@@ -17,11 +17,9 @@ each a `Mirror` over its units on a worker, and their rows come back to this man
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import io
 import logging
-import os
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -30,6 +28,7 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 
+from bhds import storage
 from bhds.archive.checksum import BrokenZip, ChecksumFormatError, check_zip, parse_checksum, sha256_file, verify_with_checksum_file
 from bhds.archive.download import fetch_body, fetch_to
 from bhds.archive.http import NotPublished, describe
@@ -311,7 +310,7 @@ class Mirror:
         except Exception as exc:  # noqa: BLE001
             self.report.failures.append(f"{f.key}: download failed ({describe(exc)})")
             return
-        os.replace(got.path, path)
+        storage.replace_file(got.path, path)
         self._record(f, got.sha256)
         self.report.downloaded += 1
         self.report.bytes += got.size
@@ -374,7 +373,7 @@ class Outcome:
 
 def _write_part(target: Path, data: bytes) -> Path:
     part = part_path(target)
-    with open(part, "wb") as handle:
+    with storage.open_scratch(part) as handle:
         handle.write(data)
     return part
 
@@ -404,13 +403,11 @@ def finish_pair(zip_path: Path, staged: Staged, sum_body: bytes | None, expected
         if markers is not None:
             markers.unmark(zip_path)
         if sum_part is not None:
-            os.replace(sum_part, checksum_path(zip_path))
-        os.replace(zip_part, zip_path)
+            storage.replace_file(sum_part, checksum_path(zip_path))
+        storage.replace_file(zip_part, zip_path)
         written.clear()
         if markers is not None and expected is not None:
             markers.mark(zip_path)
         return Outcome(INSTALLED, sha)
     finally:
-        for leftover in written:
-            with contextlib.suppress(FileNotFoundError):
-                leftover.unlink()
+        storage.remove_all(written)

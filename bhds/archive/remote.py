@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from bhds import parallel
+from bhds import parallel, storage
 from bhds.archive.http import describe
 from bhds.archive.plan import Unit
 from bhds.errors import DiskFull
@@ -114,7 +114,7 @@ def fetch_batch(batch: Batch) -> BatchResult:
     for unit in batch.units:
         for f in (unit.main, unit.checksum):
             if f is not None:
-                part_path(layout.local_for_key(f.key)).unlink(missing_ok=True)
+                storage.remove(part_path(layout.local_for_key(f.key)))
     rows = _Rows()
 
     async def run() -> MirrorReport:

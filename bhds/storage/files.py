@@ -135,6 +135,12 @@ def append_line(path: Path, line: bytes) -> None:
         os.close(fd)
 
 
+def open_scratch(path: Path) -> BinaryIO:
+    """A file opened for writing whose name already marks it unfinished (a download's `.part`): it
+    becomes data only through `replace_file` once checked, and is `remove`d otherwise."""
+    return open(path, "wb")  # noqa: SIM115 - the caller closes it (`with`)
+
+
 def replace_file(source: Path, target: Path) -> None:
     """Publish the finished file `source` (a temporary sibling) as `target`, in one atomic rename."""
     os.replace(source, target)
