@@ -32,8 +32,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.dask_overhead import WORKER_CONFIG, Way, _cpu_of, _descendants, start_cluster  # noqa: E402
-from bench.harness import Measurement, head_commit, measure, publish  # noqa: E402
+from bench.dask_overhead import WORKER_CONFIG, Way, start_cluster, timed  # noqa: E402
+from bench.harness import Measurement, head_commit, publish  # noqa: E402
 from bench.vs_legacy import _clean_env, _median, _wall  # noqa: E402
 
 # In this order: a cold run empties the whole mirror, and the no-op re-runs the cold run before it.
@@ -42,19 +42,6 @@ CASES = [
     ("download-spot 1m 1h, cold", ["aws_kline", "download-spot", "1m", "1h"], True),
     ("download-spot 1m 1h, no-op", ["aws_kline", "download-spot", "1m", "1h"], False),
 ]
-
-
-def timed(way: Way, argv: list[str], cold: bool) -> Measurement:
-    if cold:
-        for folder in ("aws_data", ".bhds"):
-            shutil.rmtree(way.data_dir / folder, ignore_errors=True)
-    pids = [p for root in way.cluster_pids for p in _descendants(root)]
-    before = _cpu_of(pids)
-    result = measure([sys.executable, str(way.repo / "bhds.py"), *argv, *way.extra], way.env, cwd=way.repo)
-    result.cpu += _cpu_of(pids) - before
-    if result.returncode != 0:
-        print(f"  {way.name}: {' '.join(argv)} exited {result.returncode}:\n{result.stderr_tail}", file=sys.stderr)
-    return result
 
 
 def main() -> int:
@@ -96,7 +83,7 @@ def main() -> int:
             print(f"round {r + 1}/{args.rounds}: {order[0].name} first", file=sys.stderr, flush=True)
             for way in order:
                 for name, argv, cold in CASES:
-                    m = timed(way, argv, cold)
+                    m = timed(way, argv, ("aws_data",) if cold else (), keep_state=not cold)
                     runs[name].setdefault(way.name, []).append(m)
                     print(f"  {name:<34} {way.name:<16} {m.wall:7.2f} s  cpu {m.cpu:7.2f} s  rc {m.returncode}",
                           file=sys.stderr, flush=True)

@@ -123,8 +123,10 @@ def start_cluster(work: Path, env: dict[str, str]) -> tuple[str, list[subprocess
     return address, procs
 
 
-def timed(way: Way, argv: list[str], outputs: tuple[Path, ...]) -> Measurement:
-    for folder in (*outputs, STATE):
+def timed(way: Way, argv: list[str], outputs: tuple[Path | str, ...], *, keep_state: bool = False) -> Measurement:
+    """One bhds command on `way`, after deleting `outputs` (and `.bhds`, unless `keep_state`): wall, and
+    CPU of the command's tree plus the cluster's processes."""
+    for folder in (*outputs, *(() if keep_state else (STATE,))):
         shutil.rmtree(way.data_dir / folder, ignore_errors=True)
     pids = [p for root in way.cluster_pids for p in _descendants(root)]
     before = _cpu_of(pids)

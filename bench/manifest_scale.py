@@ -14,7 +14,6 @@ import collections
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -33,6 +32,7 @@ def main() -> None:
     args = parser.parse_args()
     import boto3
 
+    from bench.harness import publish as keep_report
     from bhds import paths
     from bhds.objstore.manifest import publish, read_manifest, sync_down
     from bhds.objstore.store import open_store
@@ -94,13 +94,7 @@ def main() -> None:
     for n, name, value, reqs in rows:
         shown = f"{value:,}" if name == "manifest bytes" else f"{value:.2f}"
         lines.append(f"| {n:,} | {name} | {shown} | {', '.join(f'{k} {v}' for k, v in sorted(reqs.items()))} |")
-    table = "\n".join(lines)
-    print(table)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    out = REPO / "bench" / "results" / f"manifest-scale-{stamp}.md"
-    out.write_text(f"# The object-store protocol as a tree grows (moto on loopback)\n\n{table}\n")
-    print(f"written {out.relative_to(REPO)}")
-
+    keep_report("# The object-store protocol as a tree grows (moto on loopback)\n\n" + "\n".join(lines) + "\n", "manifest-scale")
 
 if __name__ == "__main__":
     main()
