@@ -415,4 +415,9 @@ def sync_record(layout: Layout, tree: str) -> Path:
     return layout.root.parent / ".bhds-sync" / (tree.replace("/", "~") + ".json")
 
 
+def synced_manifest(layout: Layout, tree: str) -> Path:
+    """The body of the manifest the working copy last synced or published, beside its sync record."""
+    return layout.root.parent / ".bhds-sync" / (tree.replace("/", "~") + ".manifest.json")
+
+
 WORKING_COPY_LOCK = "working-copy"  # one command at a time in a store's local working copy

@@ -94,6 +94,35 @@ def test_collection_lists_generation_folders_not_the_whole_tree(s3_server, s3_bu
     assert stored == {key(o["key"]) for m in (g2, g3) for o in m.objects.values()}
 
 
+def test_a_sync_fetches_the_manifest_only_when_it_changed(s3_server, s3_bucket: str, tmp_path: Path) -> None:
+    """A working copy keeps the manifest body it last synced or published: a sync with nothing new
+    asks for its ETag (HEAD) instead of downloading it again (on a full mirror, some 200 MB per
+    command); after another writer published, it downloads the new one and gets the new files."""
+    store = open_store(s3_bucket, load_settings().store)
+    a_layout, a = copy_of(tmp_path, "a")
+    b_layout, b = copy_of(tmp_path, "b")
+    base = sync_down(store, a_layout, a)
+    write(a, "klines/1m/BTCUSDT.pqt", b"btc-1")
+    g1 = publish(store, a_layout, a, base)
+    requests: list[str] = []
+    s3_server.hooks.append(lambda method, path: requests.append(method) if path.endswith(f"/{TREE}/{paths.STORE_MANIFEST}") else None)
+    try:
+        assert sync_down(store, a_layout, a).etag == g1.etag  # the writer kept what it published
+        assert requests == ["HEAD"]
+        sync_down(store, b_layout, b)  # a new copy has nothing kept
+        assert requests == ["HEAD", "GET"]
+        requests.clear()
+        assert sync_down(store, b_layout, b).etag == g1.etag
+        assert requests == ["HEAD"]
+        write(a, "klines/1m/BTCUSDT.pqt", b"btc-2")
+        publish(store, a_layout, a, g1)
+        requests.clear()
+        sync_down(store, b_layout, b)
+        assert requests == ["HEAD", "GET"] and files(b) == {"klines/1m/BTCUSDT.pqt": b"btc-2"}
+    finally:
+        s3_server.hooks.pop()
+
+
 @pytest.fixture(params=["s3", "memory"])
 def any_store(request: pytest.FixtureRequest):
     """The protocol on S3 (moto), and on fsspec's memory file system (the generic driver: gs://, az://...)."""

@@ -58,11 +58,40 @@ class Manifest:
 def read_manifest(store: ObjectStore, tree: str) -> Manifest:
     """The published generation of `tree` (generation 0, empty, when none was published)."""
     found = store.read(paths.store_key(tree, paths.STORE_MANIFEST))
+    return Manifest(tree) if found is None else _parse(tree, *found)
+
+
+def _parse(tree: str, data: bytes, etag: str) -> Manifest:
+    body = json.loads(data)
+    return Manifest(tree, int(body["generation"]), dict(body["objects"]), etag, list(body.get("superseded", [])),
+                    list(body.get("collectable", [])))
+
+
+def _read_manifest_kept(store: ObjectStore, layout: Layout, tree: str, record: dict) -> Manifest:
+    """The published manifest, its body fetched only when its ETag is not the one this working copy
+    kept at its last sync or publish (one HEAD then): a market's mirror of a million files has a
+    manifest of some 200 MB, and every command reading the tree syncs it."""
+    kept = paths.synced_manifest(layout, tree)
+    if record.get("manifest_etag") and kept.exists():
+        head = store.head(paths.store_key(tree, paths.STORE_MANIFEST))
+        if head is not None and head.etag == record["manifest_etag"]:
+            try:
+                return _parse(tree, kept.read_bytes(), head.etag)
+            except (OSError, ValueError, KeyError):
+                pass  # a damaged copy: fetch the published one
+    found = store.read(paths.store_key(tree, paths.STORE_MANIFEST))
     if found is None:
         return Manifest(tree)
-    body = json.loads(found[0])
-    return Manifest(tree, int(body["generation"]), dict(body["objects"]), found[1], list(body.get("superseded", [])),
-                    list(body.get("collectable", [])))
+    _keep_manifest(layout, tree, found[0])
+    return _parse(tree, *found)
+
+
+def _keep_manifest(layout: Layout, tree: str, data: bytes) -> None:
+    from bhds.storage import write_bytes
+
+    kept = paths.synced_manifest(layout, tree)
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes(data, kept)
 
 
 def local_files(tree_dir: Path, tree: str) -> dict[str, tuple[int, int]]:
@@ -97,12 +126,12 @@ def _load_record(layout: Layout, tree: str) -> dict:
         return {"generation": None, "files": {}}
 
 
-def _save_record(layout: Layout, tree: str, generation: int, files: dict[str, list]) -> None:
+def _save_record(layout: Layout, tree: str, generation: int, files: dict[str, list], manifest_etag: str | None) -> None:
     from bhds.storage import write_bytes
 
     record = paths.sync_record(layout, tree)
     record.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes(json.dumps({"generation": generation, "files": files}).encode(), record)
+    write_bytes(json.dumps({"generation": generation, "files": files, "manifest_etag": manifest_etag}).encode(), record)
 
 
 def _md5(path: Path) -> str:
@@ -137,8 +166,8 @@ def sync_down(store: ObjectStore, layout: Layout, tree_dir: Path, attempts: int 
 
 def _sync_once(store: ObjectStore, layout: Layout, tree_dir: Path) -> Manifest:
     tree = paths.store_tree_name(layout, tree_dir)
-    manifest = read_manifest(store, tree)
     record = _load_record(layout, tree)
+    manifest = _read_manifest_kept(store, layout, tree, record)
     local = local_files(tree_dir, tree)
     fetch = []
     retime = []  # files already equal to their object whose mtime is not the published one
@@ -184,8 +213,8 @@ def _sync_once(store: ObjectStore, layout: Layout, tree_dir: Path) -> Manifest:
             files[rel] = [obj["etag"], st.st_size, st.st_mtime_ns]
         else:  # untouched by this sync: its stat is the one just walked
             files[rel] = [obj["etag"], *local[rel]]
-    if files != record["files"] or record["generation"] != manifest.generation:
-        _save_record(layout, tree, manifest.generation, files)
+    if files != record["files"] or record["generation"] != manifest.generation or record.get("manifest_etag") != manifest.etag:
+        _save_record(layout, tree, manifest.generation, files, manifest.etag)
     if fetch or stale or retime:
         log.info("%s: working copy at generation %d (%d fetched, %d removed, %d re-timed)",
                  tree, manifest.generation, len(fetch), len(stale), len(retime))
@@ -250,7 +279,8 @@ def publish(store: ObjectStore, layout: Layout, tree_dir: Path, base: Manifest,
     new.etag = store.replace(key, data, base.etag) if base.etag else store.create(key, data)
     if new.etag is None:
         raise LockBusy(f"{tree} was published by another writer during this run: run the command again")
-    _save_record(layout, tree, generation, {rel: [obj["etag"], *local[rel]] for rel, obj in new.objects.items()})
+    _keep_manifest(layout, tree, data)
+    _save_record(layout, tree, generation, {rel: [obj["etag"], *local[rel]] for rel, obj in new.objects.items()}, new.etag)
     collect_garbage(store, new)  # just published: its collection cannot have run
     store.put(paths.store_key(tree, paths.STORE_COLLECTED), str(generation).encode())
     log.info("%s: published generation %d (%d files uploaded, %d kept, %d re-timed)", tree, generation, len(upload), len(keep), len(retimed))
