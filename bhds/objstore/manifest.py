@@ -264,6 +264,9 @@ def collect_garbage(store: ObjectStore, manifest: Manifest) -> int:
     key of the two generations lives in: uploads of writers killed or overtaken before publishing.
     Each folder holds one writer's uploads, so one delimited listing of the folders finds them:
     the requests grow with the changes and the number of generations, not with the tree's files.
+    Only folders of generations up to `manifest`'s are candidates: a later one is a newer generation
+    or the upload of a writer building on this one, and this collection may be a stalled writer's,
+    resumed after its lease expired (the collection of that later generation removes it if dead).
     """
     tree = manifest.tree
     live = {*manifest.superseded, *(obj["key"] for obj in manifest.objects.values())}
@@ -271,7 +274,8 @@ def collect_garbage(store: ObjectStore, manifest: Manifest) -> int:
     doomed = {paths.store_key(tree, key) for key in manifest.collectable if key not in live}
     for folder in store.folders(paths.store_key(tree, "_g")):
         name = folder.rstrip("/").rsplit("/", 1)[-1]
-        if name not in live_folders:
+        generation = paths.store_generation_of(name)
+        if name not in live_folders and generation is not None and generation <= manifest.generation:
             doomed.update(store.list(folder))
     store.delete(sorted(doomed))
     return len(doomed)
