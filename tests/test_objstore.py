@@ -487,3 +487,40 @@ def test_a_writer_that_stalls_after_its_lease_check_keeps_its_uploads(any_store,
     reader_layout, reader = copy_of(tmp_path, "reader")
     sync_down(store, reader_layout, reader)
     assert files(reader) == {"klines/1m/BTCUSDT.pqt": b"btc-2"}
+
+
+def test_an_older_manifests_unfinished_collection_is_finished_by_the_next_writer(any_store, tmp_path: Path,
+                                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A manifest from before `collectable` whose writer died before its garbage collection: the next
+    writer must still collect what that collection would have (generation 1's BTC object, which
+    generation 3 no longer needs); its folder stays listed (ETH lives in it), so only a key-by-key
+    look finds it. Otherwise it is never collected."""
+    from bhds.objstore import manifest as manifest_module
+
+    store = any_store
+    a_layout, a = copy_of(tmp_path, "a")
+    g0 = sync_down(store, a_layout, a)
+    write(a, "klines/1m/BTCUSDT.pqt", b"btc-1")
+    write(a, "klines/1m/ETHUSDT.pqt", b"eth-1")
+    g1 = publish(store, a_layout, a, g0)
+    write(a, "klines/1m/BTCUSDT.pqt", b"btc-2")
+    g2 = publish(store, a_layout, a, g1)
+    write(a, "klines/1m/BTCUSDT.pqt", b"btc-3")
+
+    def killed(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(manifest_module, "collect_garbage", killed)
+        with pytest.raises(KeyboardInterrupt):
+            publish(store, a_layout, a, g2)  # published generation 3, killed before collecting
+    key = paths.store_key(TREE, paths.STORE_MANIFEST)
+    data, etag = store.read(key)
+    body = json.loads(data)
+    del body["collectable"]  # as an older bhds wrote it
+    assert store.replace(key, json.dumps(body).encode(), etag) is not None
+    g3 = read_manifest(store, TREE)
+    write(a, "klines/1m/BTCUSDT.pqt", b"btc-4")
+    g4 = publish(store, a_layout, a, g3)
+    stored = set(store.list(f"binance_data/{TREE}/_g"))
+    assert stored == {f"binance_data/{TREE}/{o['key']}" for m in (g3, g4) for o in m.objects.values()}
