@@ -524,3 +524,14 @@ def test_an_older_manifests_unfinished_collection_is_finished_by_the_next_writer
     g4 = publish(store, a_layout, a, g3)
     stored = set(store.list(f"binance_data/{TREE}/_g"))
     assert stored == {f"binance_data/{TREE}/{o['key']}" for m in (g3, g4) for o in m.objects.values()}
+
+
+def test_archive_ls_syncs_no_tree(tmp_path: Path) -> None:
+    """`archive ls` lists the remote archive and reads no local file: on a bucket root it must not
+    sync its market's trees (a full mirror is hundreds of thousands of files) only to ignore them."""
+    from bhds.objstore.workcopy import trees_of
+
+    layout = Layout(tmp_path / "binance_data")
+    assert trees_of(layout, "archive:archive_ls", {"market": "spot", "dataset": "klines"}) == ([], [])
+    reads, writes = trees_of(layout, "research:list_data", {"trade_type": "spot"})
+    assert writes == [] and paths.store_tree_dir(layout, "results", TradeType.spot) in reads
