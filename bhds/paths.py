@@ -402,6 +402,12 @@ def store_generation_dir(generation: int, token: str) -> str:
     return f"_g{generation:06d}.{token}"
 
 
+def store_generation_of(folder: str) -> int | None:
+    """The generation N of a `store_generation_dir` name (`_g000042.1a2b3c4d` -> 42); None for any other name."""
+    number, dot, token = folder[2:].partition(".")
+    return int(number) if folder.startswith("_g") and dot and token and number.isdigit() else None
+
+
 def store_skips(tree: str, rel: str) -> bool:
     """True for a file that is never published: temp files of a killed writer, and machine-local bookkeeping."""
     if TEMP_MARKER in rel or STAGING_MARKER in rel or RETIRED_MARKER in rel or PART_SUFFIX in rel:  # cheap test first

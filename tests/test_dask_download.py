@@ -170,3 +170,26 @@ def test_a_worker_killed_mid_batch_is_retried_and_the_mirror_is_identical(
     assert killed != os.getpid()  # a worker process died mid-batch, and yet the run finished
     assert states["dask"] == states["pool"]
     assert not leftovers(tmp_path / "dask")
+
+
+def test_a_download_on_dask_into_a_bucket_root_publishes_the_pool_mirror(default_archive: Path, s3_server,
+                                                                          tmp_path: Path) -> None:
+    """`--scheduler local:2` with CRYPTO_BASE_DIR=s3://...: the workers fetch into the client's working
+    copy, which is then published; a fresh copy synced from the bucket equals a pool run's mirror."""
+    from tests.test_e2e_store import published_copy
+
+    fake, env = fake_on_copy(default_archive, tmp_path)
+    env.pop("DASK_SCHEDULER_ADDRESS", None)
+    url = f"s3://{s3_server.new_bucket()}/store"
+    try:
+        pool = bhds(SPOT, env, CRYPTO_BASE_DIR=str(tmp_path / "pool"))
+        assert pool.returncode == 0, pool.stderr[-2000:]
+        on_dask = bhds([*SPOT, "--scheduler", "local:2"], {**env, **s3_server.env}, CRYPTO_BASE_DIR=url,
+                       BHDS_WORK_DIR=str(tmp_path / "work"))
+        assert on_dask.returncode == 0, on_dask.stderr[-2000:]
+        assert TASKS.search(on_dask.stderr), on_dask.stderr[-2000:]
+    finally:
+        fake.stop()
+    assert summary_line(on_dask.stdout) == summary_line(pool.stdout)
+    published_copy(url, s3_server, tmp_path / "reader")
+    assert mirror_state(tmp_path / "reader") == mirror_state(tmp_path / "pool")

@@ -470,3 +470,97 @@ def test_a_manifest_without_mtimes_still_syncs(any_store, tmp_path: Path) -> Non
     assert files(b) == {"klines/1m/BTCUSDT.pqt": b"btc-1"}
     assert sync_down(store, b_layout, b).generation == 1
     assert publish(store, b_layout, b, old).generation == 1  # nothing changed: no generation just to add mtimes
+
+
+def test_a_late_collection_of_an_older_generation_spares_the_newer_ones(any_store, tmp_path: Path) -> None:
+    """A writer that stalled after publishing generation 1 (its lease expired meanwhile) resumes its
+    garbage collection after someone published generation 2: that collection must not take
+    generation 2's new folder for a dead writer's uploads (readers of 2 would find its files gone)."""
+    from bhds.objstore.manifest import collect_garbage
+
+    store = any_store
+    a_layout, a = copy_of(tmp_path, "a")
+    b_layout, b = copy_of(tmp_path, "b")
+    base = sync_down(store, a_layout, a)
+    write(a, "klines/1m/BTCUSDT.pqt", b"btc-1")
+    g1 = publish(store, a_layout, a, base)
+    sync_down(store, b_layout, b)
+    write(b, "klines/1m/BTCUSDT.pqt", b"btc-2")
+    publish(store, b_layout, b, g1)
+    collect_garbage(store, g1)  # the stalled writer of generation 1, resumed
+    reader_layout, reader = copy_of(tmp_path, "reader")
+    sync_down(store, reader_layout, reader)
+    assert files(reader) == {"klines/1m/BTCUSDT.pqt": b"btc-2"}
+
+
+def test_a_writer_that_stalls_after_its_lease_check_keeps_its_uploads(any_store, tmp_path: Path) -> None:
+    """Writer A checks its lease and stalls before replacing the manifest; its lease expires, writer B
+    takes it, has nothing to publish and finishes generation 1's unfinished collection. A then
+    replaces the (unchanged) manifest: the objects it names must still be there."""
+    store = any_store
+    a_layout, a = copy_of(tmp_path, "a")
+    b_layout, b = copy_of(tmp_path, "b")
+    base = sync_down(store, a_layout, a)
+    write(a, "klines/1m/BTCUSDT.pqt", b"btc-1")
+    g1 = publish(store, a_layout, a, base)
+    store.delete([paths.store_key(TREE, paths.STORE_COLLECTED)])  # generation 1's writer died before noting it
+    write(a, "klines/1m/BTCUSDT.pqt", b"btc-2")
+
+    def stalls_while_b_runs() -> bool:
+        b_base = sync_down(store, b_layout, b)
+        assert publish(store, b_layout, b, b_base) is b_base  # nothing new: it only collects
+        return True  # A's check passed just before its stall
+
+    g2 = publish(store, a_layout, a, g1, still_held=stalls_while_b_runs)
+    assert g2.generation == 2
+    reader_layout, reader = copy_of(tmp_path, "reader")
+    sync_down(store, reader_layout, reader)
+    assert files(reader) == {"klines/1m/BTCUSDT.pqt": b"btc-2"}
+
+
+def test_an_older_manifests_unfinished_collection_is_finished_by_the_next_writer(any_store, tmp_path: Path,
+                                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A manifest from before `collectable` whose writer died before its garbage collection: the next
+    writer must still collect what that collection would have (generation 1's BTC object, which
+    generation 3 no longer needs); its folder stays listed (ETH lives in it), so only a key-by-key
+    look finds it. Otherwise it is never collected."""
+    from bhds.objstore import manifest as manifest_module
+
+    store = any_store
+    a_layout, a = copy_of(tmp_path, "a")
+    g0 = sync_down(store, a_layout, a)
+    write(a, "klines/1m/BTCUSDT.pqt", b"btc-1")
+    write(a, "klines/1m/ETHUSDT.pqt", b"eth-1")
+    g1 = publish(store, a_layout, a, g0)
+    write(a, "klines/1m/BTCUSDT.pqt", b"btc-2")
+    g2 = publish(store, a_layout, a, g1)
+    write(a, "klines/1m/BTCUSDT.pqt", b"btc-3")
+
+    def killed(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(manifest_module, "collect_garbage", killed)
+        with pytest.raises(KeyboardInterrupt):
+            publish(store, a_layout, a, g2)  # published generation 3, killed before collecting
+    key = paths.store_key(TREE, paths.STORE_MANIFEST)
+    data, etag = store.read(key)
+    body = json.loads(data)
+    del body["collectable"]  # as an older bhds wrote it
+    assert store.replace(key, json.dumps(body).encode(), etag) is not None
+    g3 = read_manifest(store, TREE)
+    write(a, "klines/1m/BTCUSDT.pqt", b"btc-4")
+    g4 = publish(store, a_layout, a, g3)
+    stored = set(store.list(f"binance_data/{TREE}/_g"))
+    assert stored == {f"binance_data/{TREE}/{o['key']}" for m in (g3, g4) for o in m.objects.values()}
+
+
+def test_archive_ls_syncs_no_tree(tmp_path: Path) -> None:
+    """`archive ls` lists the remote archive and reads no local file: on a bucket root it must not
+    sync its market's trees (a full mirror is hundreds of thousands of files) only to ignore them."""
+    from bhds.objstore.workcopy import trees_of
+
+    layout = Layout(tmp_path / "binance_data")
+    assert trees_of(layout, "archive:archive_ls", {"market": "spot", "dataset": "klines"}) == ([], [])
+    reads, writes = trees_of(layout, "research:list_data", {"trade_type": "spot"})
+    assert writes == [] and paths.store_tree_dir(layout, "results", TradeType.spot) in reads

@@ -45,8 +45,9 @@ class Manifest:
     # Keys this generation's garbage collection deletes: those the previous generation superseded
     # (no reader needs them once this one is published), and the previous collection's own if it
     # never finished. Kept in the manifest so that a writer killed before collecting leaves the work
-    # to the next one, and no collection has to list the whole tree.
-    collectable: list[str] = field(default_factory=list)
+    # to the next one, and no collection has to list the whole tree. None: a manifest from before
+    # the field, whose unfinished collection (if any) falls back to listing every generation's keys.
+    collectable: list[str] | None = field(default_factory=list)
 
     def to_bytes(self) -> bytes:
         return json.dumps({"format": MANIFEST_FORMAT, "tree": self.tree, "generation": self.generation,
@@ -63,8 +64,9 @@ def read_manifest(store: ObjectStore, tree: str) -> Manifest:
 
 def _parse(tree: str, data: bytes, etag: str) -> Manifest:
     body = json.loads(data)
+    collectable = body.get("collectable")  # None: written before bhds recorded it (see `Manifest.collectable`)
     return Manifest(tree, int(body["generation"]), dict(body["objects"]), etag, list(body.get("superseded", [])),
-                    list(body.get("collectable", [])))
+                    None if collectable is None else list(collectable))
 
 
 def _read_manifest_kept(store: ObjectStore, layout: Layout, tree: str, record: dict) -> Manifest:
@@ -269,7 +271,11 @@ def publish(store: ObjectStore, layout: Layout, tree_dir: Path, base: Manifest,
                         "mtime_ns": local[rel][1]}
     listed = {obj["key"] for obj in objects.values()}
     superseded = sorted({obj["key"] for obj in base.objects.values()} - listed)
-    collectable = sorted({*base.superseded, *([] if collection_finished(store, base) else base.collectable)})
+    finished = collection_finished(store, base)
+    if not finished and base.collectable is None:
+        finish_collection(store, base)  # an older manifest names no keys to carry over: collect it now
+        finished = True
+    collectable = sorted({*base.superseded, *([] if finished else base.collectable or [])})
     new = Manifest(tree, generation, dict(sorted(objects.items())), superseded=superseded, collectable=collectable)
     if not still_held():
         raise LockBusy(f"the lease of {tree} was lost before publishing (this run stalled longer than BHDS_LEASE_SECONDS): "
@@ -294,15 +300,23 @@ def collect_garbage(store: ObjectStore, manifest: Manifest) -> int:
     key of the two generations lives in: uploads of writers killed or overtaken before publishing.
     Each folder holds one writer's uploads, so one delimited listing of the folders finds them:
     the requests grow with the changes and the number of generations, not with the tree's files.
+    Only folders of generations up to `manifest`'s are candidates: a later one is a newer generation
+    or the upload of a writer building on this one, and this collection may be a stalled writer's,
+    resumed after its lease expired (the collection of that later generation removes it if dead).
     """
     tree = manifest.tree
     live = {*manifest.superseded, *(obj["key"] for obj in manifest.objects.values())}
     live_folders = {key.split("/", 1)[0] for key in live}
-    doomed = {paths.store_key(tree, key) for key in manifest.collectable if key not in live}
+    doomed = {paths.store_key(tree, key) for key in manifest.collectable or () if key not in live}
     for folder in store.folders(paths.store_key(tree, "_g")):
         name = folder.rstrip("/").rsplit("/", 1)[-1]
+        generation = paths.store_generation_of(name)
+        if generation is None or generation > manifest.generation:
+            continue
         if name not in live_folders:
             doomed.update(store.list(folder))
+        elif manifest.collectable is None:  # an older manifest: its dead keys are found by listing
+            doomed.update(key for key in store.list(folder) if key.removeprefix(paths.store_key(tree, "")) not in live)
     store.delete(sorted(doomed))
     return len(doomed)
 

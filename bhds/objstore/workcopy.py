@@ -51,6 +51,7 @@ READS: Mapping[str, tuple[str, ...]] = {
     "generate:resample": ("results",),
     "generate:resample_type": ("results",),
     "bars": ("parsed",),
+    "archive:archive_ls": (),  # lists the remote archive only
 }
 # Commands that only read: they take no lease and publish nothing.
 READ_ONLY = {"research:list_data", "research:catalog", "status:status", "archive:archive_ls"}
@@ -80,12 +81,12 @@ def trees_of(layout: Layout, target: str, kwargs: Mapping[str, Any]) -> tuple[li
     def dirs(kinds: Iterable[str]) -> list[Path]:
         return list(dict.fromkeys(paths.store_tree_dir(layout, kind, tt) for tt in markets for kind in kinds))
 
+    read_kinds = READS.get(target, READS.get(module, paths.STORE_TREE_KINDS))
     if target in READ_ONLY:
-        return dirs(paths.STORE_TREE_KINDS), []
+        return dirs(read_kinds), []
     # `.bhds` last: its build records must never be published ahead of the files they describe (a
     # run killed in between then rebuilds those files, which is idempotent, instead of skipping them).
     written_kinds = (*[k for k in WRITES.get(module, paths.STORE_TREE_KINDS) if k != "state"], "state")
-    read_kinds = READS.get(target, READS.get(module, paths.STORE_TREE_KINDS))
     return dirs(read_kinds), dirs(written_kinds)
 
 
