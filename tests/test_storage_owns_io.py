@@ -68,7 +68,7 @@ def _raw_io(call: ast.Call, aliases: dict[str, str]) -> str | None:
             return f"shutil.{attr}()"
         if module == "pyarrow.parquet" and attr in PARQUET_CALLS:
             return f"pyarrow.parquet.{attr}()"
-        if name in ("zipfile.ZipFile", "io.open", "builtins.open"):
+        if name in ("zipfile.ZipFile", "io.open", "builtins.open", "pyarrow.dataset.dataset"):
             return f"{name}()"
     if isinstance(func, ast.Attribute) and func.attr in PATH_METHODS:
         receiver = _dotted(func.value, aliases) or ""

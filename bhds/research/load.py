@@ -286,12 +286,11 @@ def _time_filter(field_type: pa.DataType, start_ms: int | None, end_ms: int | No
 def read_range(path: Path, start_ms: int | None, end_ms: int | None, columns: list[str] | None = None) -> pa.Table:
     """The file's rows with `start_ms <= candle_begin_time < end_ms`, skipping row groups outside it."""
     import pyarrow as pa
-    import pyarrow.dataset as ds
 
     from bhds.schema import TIMESTAMP
 
     try:
-        dataset = ds.dataset(str(path), format="parquet")
+        dataset = storage.open_dataset(path)
         names = dataset.schema.names
         if TIME not in names:
             raise DataError(f"{path} has no {TIME} column: delete it and run the step that writes it again")
@@ -375,7 +374,6 @@ def _load_archive_dataset(layout: Layout, tt: TradeType, name: str, symbol: str,
     """
     import numpy as np
     import pyarrow as pa
-    import pyarrow.dataset as ds
 
     found = _archive_dataset(tt, name, interval)
     folder_interval = found.interval
@@ -387,7 +385,7 @@ def _load_archive_dataset(layout: Layout, tt: TradeType, name: str, symbol: str,
                         f"{found.kind} {symbol}{where}`, then `archive verify` and `archive parse` with the same arguments")
     wanted = [p for p in files if p.stem.isdigit() and _overlaps_month(p.stem, start_ms, end_ms)]
     try:
-        dataset = ds.dataset([str(p) for p in wanted] or [str(files[0])], format="parquet")
+        dataset = storage.open_dataset(wanted or [files[0]])
         time = next(f.name for f in dataset.schema if pa.types.is_timestamp(f.type))
         if columns is not None:
             columns = [time] + [c for c in ([columns] if isinstance(columns, str) else columns) if c != time]

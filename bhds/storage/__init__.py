@@ -45,6 +45,7 @@ from bhds.storage.parquet import (
     footer_value,
     numeric_encodings,
     numeric_write_options,
+    open_dataset,
     open_parquet,
     parquet_metadata,
     parquet_schema,
@@ -58,7 +59,7 @@ from bhds.storage.parquet import (
 __all__ = [
     "CHUNK_BYTES", "NUMERIC_COMPRESSION_LEVEL", "NUMERIC_PAGE_ROWS", "PARQUET_COMPRESSION", "ParquetColumns",
     "add_link", "append_line", "atomic_path", "create_empty", "ends_like_parquet", "files_signature", "footer_frame", "footer_value",
-    "link_or_copy", "numeric_encodings", "numeric_write_options", "open_dir", "open_parquet", "open_scratch", "open_zip",
+    "link_or_copy", "numeric_encodings", "numeric_write_options", "open_dir", "open_dataset", "open_parquet", "open_scratch", "open_zip",
     "parquet_metadata", "parquet_schema", "parquet_writer", "read_bytes", "read_json", "read_rows", "read_small",
     "read_table", "recover_dir", "remove", "remove_all", "remove_tree", "replace_dir", "replace_file", "sha256_file",
     "stage_lock", "stage_locks", "try_lock", "sweep_temp_files", "write_bytes", "write_joined", "write_json", "write_table",

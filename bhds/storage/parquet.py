@@ -12,7 +12,7 @@ import functools
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bhds.errors import DataError
 from bhds.storage.files import atomic_path
@@ -209,6 +209,15 @@ def open_parquet(path: Path | str) -> pq.ParquetFile:
     import pyarrow.parquet as pq  # noqa: F811 - on first use
 
     return pq.ParquetFile(path)
+
+
+def open_dataset(files: Path | str | list[Path]) -> Any:
+    """Parquet files (one, or several of one schema) as one pyarrow dataset, for reading rows with
+    a filter that skips row groups by their statistics; errors as `open_parquet`."""
+    import pyarrow.dataset as ds
+
+    source = [str(f) for f in files] if isinstance(files, list) else str(files)
+    return ds.dataset(source, format="parquet")
 
 
 def parquet_metadata(path: Path | str) -> pq.FileMetaData:
