@@ -273,7 +273,7 @@ def publish(store: ObjectStore, layout: Layout, tree_dir: Path, base: Manifest,
     superseded = sorted({obj["key"] for obj in base.objects.values()} - listed)
     finished = collection_finished(store, base)
     if not finished and base.collectable is None:
-        finish_collection(store, base)  # an older manifest names no keys to carry over: collect it now
+        _collect(store, base)  # an older manifest names no keys to carry over: collect it now
         finished = True
     collectable = sorted({*base.superseded, *([] if finished else base.collectable or [])})
     new = Manifest(tree, generation, dict(sorted(objects.items())), superseded=superseded, collectable=collectable)
@@ -287,8 +287,7 @@ def publish(store: ObjectStore, layout: Layout, tree_dir: Path, base: Manifest,
         raise LockBusy(f"{tree} was published by another writer during this run: run the command again")
     _keep_manifest(layout, tree, data)
     _save_record(layout, tree, generation, {rel: [obj["etag"], *local[rel]] for rel, obj in new.objects.items()}, new.etag)
-    collect_garbage(store, new)  # just published: its collection cannot have run
-    store.put(paths.store_key(tree, paths.STORE_COLLECTED), str(generation).encode())
+    _collect(store, new)  # just published: its collection cannot have run
     log.info("%s: published generation %d (%d files uploaded, %d kept, %d re-timed)", tree, generation, len(upload), len(keep), len(retimed))
     return new
 
@@ -331,8 +330,12 @@ def collection_finished(store: ObjectStore, manifest: Manifest) -> bool:
 
 def finish_collection(store: ObjectStore, manifest: Manifest) -> None:
     """Collect the garbage of `manifest`'s generation unless that was done (one GET when it was)."""
-    if collection_finished(store, manifest):
-        return
+    if not collection_finished(store, manifest):
+        _collect(store, manifest)
+
+
+def _collect(store: ObjectStore, manifest: Manifest) -> None:
+    """Collect `manifest`'s garbage, then record that it is done (`_collected`)."""
     collect_garbage(store, manifest)
     store.put(paths.store_key(manifest.tree, paths.STORE_COLLECTED), str(manifest.generation).encode())
 
