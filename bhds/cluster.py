@@ -20,6 +20,8 @@ from bhds.errors import ConfigError, DataError
 if TYPE_CHECKING:
     from distributed import Client, LocalCluster
 
+    from bhds.objstore.lazy import LazyContext
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -58,9 +60,13 @@ def _holds_token(probe: str, token: str) -> bool:
         return False
 
 
-def _on_worker(func: Callable[[T], R], item: T) -> R:
-    """Run one item on a Dask worker, with the pool's thread limits (one task per worker thread)."""
+def _on_worker(func: Callable[[T], R], item: T, placeholders: LazyContext | None = None) -> R:
+    """Run one item on a Dask worker, with the pool's thread limits (one task per worker thread) and
+    the client's placeholder index (`objstore.lazy`: a worker reading a placeholder fetches it)."""
     global _worker_ready
+    from bhds.objstore import lazy
+
+    lazy.activate(placeholders)
     if not _worker_ready:
         from bhds.parallel import init_worker
 
@@ -165,7 +171,10 @@ class DaskExecutor:
         """
         from distributed import as_completed
 
+        from bhds.objstore.lazy import current
+
         client = self.client
+        placeholders = current()
         limit = max_pending or 2 * self.slots()
         queue = iter(items)
         pending: dict[Any, T] = {}
@@ -173,7 +182,7 @@ class DaskExecutor:
 
         def submit(item: T) -> None:
             # pure=False: the same item in another run is new work, never a cached result.
-            future = client.submit(_on_worker, func, item, pure=False)
+            future = client.submit(_on_worker, func, item, placeholders, pure=False)
             pending[future] = item
             finished.add(future)
 

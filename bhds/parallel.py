@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     from bhds.cluster import DaskExecutor
+    from bhds.objstore.lazy import LazyContext
     from bhds.settings import Settings
     from bhds.types import RunSummary
 
@@ -28,7 +29,12 @@ R = TypeVar("R")
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
-def init_worker() -> None:
+def init_worker(placeholders: LazyContext | None = None) -> None:
+    """Set up a worker process: thread limits, and the command's placeholder index (`objstore.lazy`)."""
+    if placeholders is not None:
+        from bhds.objstore import lazy
+
+        lazy.activate(placeholders)
     # One process per core already: extra library threads would only fight over the cores.
     for name in _THREAD_VARIABLES:
         os.environ[name] = "1"
@@ -94,7 +100,10 @@ def imap_isolated(func: Callable[[T], R], items: Iterable[T], n_jobs: int, *, ma
     # forkserver: workers start from a clean process, not a fork of one with live threads.
     context = multiprocessing.get_context("forkserver")
     limit = max_pending or 2 * n_jobs
-    with ProcessPoolExecutor(max_workers=min(n_jobs, len(items)), mp_context=context, initializer=init_worker) as pool:
+    from bhds.objstore.lazy import current
+
+    with ProcessPoolExecutor(max_workers=min(n_jobs, len(items)), mp_context=context, initializer=init_worker,
+                             initargs=(current(),)) as pool:
         pending: dict[Future, T] = {}
         queue = iter(items)
         for item in queue:

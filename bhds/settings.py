@@ -72,11 +72,14 @@ class StoreAccess:
     and every local run imports this module.
     """
 
-    __slots__ = ("endpoint_url", "region", "access_key_id", "secret_access_key", "lease_seconds")
+    __slots__ = ("endpoint_url", "region", "access_key_id", "secret_access_key", "lease_seconds", "lazy_sync")
 
     def __init__(self, endpoint_url: str | None = None, region: str | None = None, access_key_id: str | None = None,
-                 secret_access_key: str | None = None, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
+                 secret_access_key: str | None = None, lease_seconds: float = DEFAULT_LEASE_SECONDS,
+                 lazy_sync: bool = True) -> None:
         self.endpoint_url, self.region, self.lease_seconds = endpoint_url, region, lease_seconds
+        # Large files of the working copy are placeholders until read (`bhds.objstore.lazy`); False: fetch all.
+        self.lazy_sync = lazy_sync
         self.access_key_id, self.secret_access_key = access_key_id, secret_access_key
 
     def __repr__(self) -> str:  # never print the secret
@@ -213,6 +216,7 @@ def _store_access(env: Mapping[str, str]) -> StoreAccess:
         access_key_id=env.get("AWS_ACCESS_KEY_ID", "").strip() or None,
         secret_access_key=env.get("AWS_SECRET_ACCESS_KEY", "").strip() or None,
         lease_seconds=_positive_seconds(env, "BHDS_LEASE_SECONDS", DEFAULT_LEASE_SECONDS),
+        lazy_sync=env.get("BHDS_LAZY_SYNC", "").strip().lower() not in ("0", "false", "no"),
     )
 
 

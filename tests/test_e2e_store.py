@@ -8,9 +8,11 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import boto3
@@ -18,6 +20,7 @@ import pandas as pd
 import pytest
 
 from bhds import paths
+from bhds.objstore import lazy
 from bhds.objstore.lease import Lease, held
 from bhds.objstore.manifest import published_files, read_manifest, sync_down
 from bhds.objstore.store import open_store
@@ -137,10 +140,18 @@ def test_a_second_run_publishes_nothing_new(s3_run, s3_server) -> None:
     assert {tree: read_manifest(store, tree).generation for tree in names} == before
 
 
-def working_copy_files(root: Path, tree: str) -> dict[str, tuple[bytes, int]]:
-    """A working copy's files of `tree`: path inside the tree -> (bytes, mtime_ns)."""
+def working_copy_files(root: Path, tree: str) -> dict[str, tuple[bytes | None, int, int]]:
+    """A working copy's files of `tree`: path inside the tree -> (bytes, or None for a placeholder; mtime_ns; size)."""
     top = root / "binance_data" / tree
-    return {p.relative_to(top).as_posix(): (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(top.rglob("*")) if p.is_file()}
+    with closing(sqlite3.connect(lazy.index_path(root / "binance_data"))) as conn:
+        held = set(conn.execute("SELECT dev, ino, size, mtime_ns FROM placeholder"))
+    out = {}
+    for p in sorted(top.rglob("*")):
+        if p.is_file():
+            st = p.stat()
+            placeholder = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) in held
+            out[p.relative_to(top).as_posix()] = (None if placeholder else p.read_bytes(), st.st_mtime_ns, st.st_size)
+    return out
 
 
 def test_a_fresh_working_copy_rebuilds_nothing(s3_run, s3_server, tmp_path: Path) -> None:
@@ -162,9 +173,13 @@ def test_a_fresh_working_copy_rebuilds_nothing(s3_run, s3_server, tmp_path: Path
         published = before[tree].objects
         copy = working_copy_files(tmp_path / "machine-b", tree)
         assert sorted(copy) == sorted(published)
-        assert {rel: mtime for rel, (_, mtime) in copy.items()} == {rel: obj["mtime_ns"] for rel, obj in published.items()}
-        assert all(hashlib.md5(data).hexdigest() == published[rel]["etag"] for rel, (data, _) in copy.items()
-                   if "-" not in published[rel]["etag"])
+        assert {rel: mtime for rel, (_, mtime, _) in copy.items()} == {rel: obj["mtime_ns"] for rel, obj in published.items()}
+        assert {rel: size for rel, (_, _, size) in copy.items()} == {rel: obj["size"] for rel, obj in published.items()}
+        assert all(hashlib.md5(data).hexdigest() == published[rel]["etag"] for rel, (data, _, _) in copy.items()
+                   if data is not None and "-" not in published[rel]["etag"])
+        # Nothing to build, so nothing read: every large file is still a placeholder (before: all fetched).
+        assert {rel for rel, (data, _, _) in copy.items() if data is None} == {
+            rel for rel, obj in published.items() if obj["size"] >= lazy.MIN_LAZY_BYTES}
     assert {tree: read_manifest(store, tree).generation for tree in names} == {t: m.generation for t, m in before.items()}
 
 

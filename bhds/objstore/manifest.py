@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -26,6 +27,7 @@ from pathlib import Path
 
 from bhds import paths
 from bhds.errors import ConfigError, LockBusy
+from bhds.objstore import lazy
 from bhds.objstore.store import ObjectStore
 from bhds.paths import Layout
 
@@ -96,8 +98,8 @@ def _keep_manifest(layout: Layout, tree: str, data: bytes) -> None:
     write_bytes(data, kept)
 
 
-def local_files(tree_dir: Path, tree: str) -> dict[str, tuple[int, int]]:
-    """Every publishable file of a local tree: relative path -> (size, mtime_ns).
+def local_files(tree_dir: Path, tree: str, inodes: dict[str, tuple[int, int]] | None = None) -> dict[str, tuple[int, int]]:
+    """Every publishable file of a local tree: relative path -> (size, mtime_ns); `inodes` gets (dev, inode).
 
     Walked with `os.scandir` and paths joined as strings: a market's mirror holds hundreds of
     thousands of files, and every command that syncs or publishes the tree walks it.
@@ -118,6 +120,8 @@ def local_files(tree_dir: Path, tree: str) -> dict[str, tuple[int, int]]:
             elif not paths.store_skips(tree, rel):
                 st = entry.stat()
                 out[rel] = (st.st_size, st.st_mtime_ns)
+                if inodes is not None:
+                    inodes[rel] = (st.st_dev, st.st_ino)
     return dict(sorted(out.items()))
 
 
@@ -150,15 +154,18 @@ def _drop_sqlite_sides(path: Path) -> None:
         path.with_name(path.name + suffix).unlink(missing_ok=True)
 
 
-def sync_down(store: ObjectStore, layout: Layout, tree_dir: Path, attempts: int = 3) -> Manifest:
+def sync_down(store: ObjectStore, layout: Layout, tree_dir: Path, attempts: int = 3, *,
+              placeholders: lazy.Index | None = None) -> Manifest:
     """Make the local tree equal to its published generation; fetch only files whose ETag or local copy changed.
 
+    With `placeholders`, a file of at least `lazy.MIN_LAZY_BYTES` outside `.bhds` is not fetched
+    but becomes a placeholder, fetched when read (`bhds.objstore.lazy`).
     An object gone while fetching means two generations were published meanwhile (the older one's
     objects collected): read the manifest again.
     """
     for attempt in range(1, attempts + 1):
         try:
-            return _sync_once(store, layout, tree_dir)
+            return _sync_once(store, layout, tree_dir, placeholders)
         except FileNotFoundError:
             if attempt == attempts:
                 raise
@@ -166,25 +173,58 @@ def sync_down(store: ObjectStore, layout: Layout, tree_dir: Path, attempts: int 
     raise AssertionError("unreachable")
 
 
-def _sync_once(store: ObjectStore, layout: Layout, tree_dir: Path) -> Manifest:
+def _sync_once(store: ObjectStore, layout: Layout, tree_dir: Path, placeholders: lazy.Index | None) -> Manifest:
     tree = paths.store_tree_name(layout, tree_dir)
     record = _load_record(layout, tree)
     manifest = _read_manifest_kept(store, layout, tree, record)
-    local = local_files(tree_dir, tree)
+    if tree == paths.store_tree_name(layout, layout.state_dir):
+        placeholders = None  # the state database and caches are opened by SQLite, not read through storage
+    files, counts = make_equal(store, layout, tree_dir, manifest.objects, record, placeholders)
+    if files != record["files"] or record["generation"] != manifest.generation or record.get("manifest_etag") != manifest.etag:
+        _save_record(layout, tree, manifest.generation, files, manifest.etag)
+    if any(counts):
+        log.info("%s: working copy at generation %d (%d fetched, %d placeholders, %d removed, %d re-timed)",
+                 tree, manifest.generation, *counts)
+    return manifest
+
+
+def make_equal(store: ObjectStore, layout: Layout, tree_dir: Path, objects: dict[str, dict], record: dict,
+               placeholders: lazy.Index | None) -> tuple[dict[str, list], tuple[int, int, int, int]]:
+    """Make the local tree hold exactly `objects` (a manifest's, or a cluster worker's listing, see
+    `objstore.detached`), given the `record` of what it held; return the new record's files and the
+    counts (fetched, placeholders made, removed, re-timed)."""
+    tree = paths.store_tree_name(layout, tree_dir)
+    inodes: dict[str, tuple[int, int]] = {}
+    local = local_files(tree_dir, tree, inodes)
     fetch = []
     retime = []  # files already equal to their object whose mtime is not the published one
-    for rel, obj in manifest.objects.items():
+    for rel, obj in objects.items():
         known = record["files"].get(rel)
         if known is None or known[0] != obj["etag"] or tuple(known[1:]) != local.get(rel):
             fetch.append(rel)
         elif "mtime_ns" in obj and local[rel][1] != obj["mtime_ns"]:
             retime.append(rel)
+    deferred: list[str] = []  # fetched when read
+    if placeholders is not None:
+        deferred = [rel for rel in fetch if objects[rel]["size"] >= lazy.MIN_LAZY_BYTES]
+        fetch = [rel for rel in fetch if objects[rel]["size"] < lazy.MIN_LAZY_BYTES]
+        now = time.time_ns()  # for a manifest from before `mtime_ns`: a fetch would have given the fetch time
+        placeholders.make(tree, [(tree_dir / rel, paths.store_key(tree, objects[rel]["key"]), objects[rel]["etag"],
+                                  objects[rel]["size"], objects[rel].get("mtime_ns", now)) for rel in deferred])
+        for rel in deferred:
+            _drop_sqlite_sides(tree_dir / rel)
+        # A placeholder's mtime is part of what marks it: re-timing one is making it again.
+        again = [rel for rel in retime if placeholders.holds(tree_dir / rel)]
+        placeholders.make(tree, [(tree_dir / rel, paths.store_key(tree, objects[rel]["key"]), objects[rel]["etag"],
+                                  objects[rel]["size"], objects[rel]["mtime_ns"]) for rel in again])
+        retime = [rel for rel in retime if rel not in set(again)]
+        deferred += again
     token = secrets.token_hex(4)
     temps = {rel: paths.temp_path(tree_dir / rel, token) for rel in fetch}
     for temp in temps.values():
         temp.parent.mkdir(parents=True, exist_ok=True)
     try:
-        store.get_files([(paths.store_key(tree, manifest.objects[rel]["key"]), temps[rel]) for rel in fetch])
+        store.get_files([(paths.store_key(tree, objects[rel]["key"]), temps[rel]) for rel in fetch])
     except BaseException:
         for temp in temps.values():
             temp.unlink(missing_ok=True)
@@ -193,10 +233,10 @@ def _sync_once(store: ObjectStore, layout: Layout, tree_dir: Path) -> Manifest:
         os.replace(temp, tree_dir / rel)
         _drop_sqlite_sides(tree_dir / rel)
     for rel in [*temps, *retime]:
-        published_mtime = manifest.objects[rel].get("mtime_ns")
+        published_mtime = objects[rel].get("mtime_ns")
         if published_mtime is not None:  # the writer's mtime, not the fetch time: nothing looks changed downstream
             os.utime(tree_dir / rel, ns=(published_mtime, published_mtime))
-    stale = [rel for rel in local if rel not in manifest.objects]
+    stale = [rel for rel in local if rel not in objects]
     if stale and not paths.sync_record(layout, tree).exists():
         # Never synced here: these files are not a stale copy of the bucket but someone's data
         # (BHDS_WORK_DIR pointed at an existing data folder). Deleting them would lose it.
@@ -208,19 +248,19 @@ def _sync_once(store: ObjectStore, layout: Layout, tree_dir: Path) -> Manifest:
         _drop_sqlite_sides(tree_dir / rel)
         _prune_empty(tree_dir, (tree_dir / rel).parent)
     files = {}
-    touched = {*temps, *retime}
-    for rel, obj in manifest.objects.items():
+    touched = {*temps, *retime, *deferred}
+    for rel, obj in objects.items():
         if rel in touched:
             st = os.stat(tree_dir / rel)
             files[rel] = [obj["etag"], st.st_size, st.st_mtime_ns]
+            inodes[rel] = (st.st_dev, st.st_ino)
         else:  # untouched by this sync: its stat is the one just walked
             files[rel] = [obj["etag"], *local[rel]]
-    if files != record["files"] or record["generation"] != manifest.generation or record.get("manifest_etag") != manifest.etag:
-        _save_record(layout, tree, manifest.generation, files, manifest.etag)
-    if fetch or stale or retime:
-        log.info("%s: working copy at generation %d (%d fetched, %d removed, %d re-timed)",
-                 tree, manifest.generation, len(fetch), len(stale), len(retime))
-    return manifest
+    if placeholders is not None:
+        placeholders.forget_except(tree, {inodes[rel] for rel in objects})
+    return files, (len(fetch), len(deferred), len(stale), len(retime))
+
+
 
 
 def _prune_empty(top: Path, folder: Path) -> None:
@@ -234,15 +274,18 @@ def _prune_empty(top: Path, folder: Path) -> None:
 
 
 def publish(store: ObjectStore, layout: Layout, tree_dir: Path, base: Manifest,
-            still_held: Callable[[], bool] = lambda: True) -> Manifest:
+            still_held: Callable[[], bool] = lambda: True, folder: str | None = None) -> Manifest:
     """Publish the local tree as the generation after `base` (the one the run synced from), if anything changed.
 
     `still_held` is asked just before the manifest is replaced: a run that lost its lease stops there.
+    `folder` is the run's generation folder, where cluster workers may have uploaded outputs already
+    (`objstore.detached`); by default a new one.
     """
     tree = base.tree
     record = _load_record(layout, tree)
     local = local_files(tree_dir, tree)
     keep: dict[str, dict] = {}
+    placed: dict[str, dict] = {}  # placeholders whose bytes are already in the bucket under another key
     upload: list[str] = []
     for rel, stat in local.items():
         obj, known = base.objects.get(rel), record["files"].get(rel)
@@ -251,6 +294,14 @@ def publish(store: ObjectStore, layout: Layout, tree_dir: Path, base: Manifest,
             # than the writer's must not make a generation). A manifest from before `mtime_ns` gains
             # this one with the next generation that changes anything else.
             keep[rel] = obj if "mtime_ns" in obj else {**obj, "mtime_ns": stat[1]}
+        elif (held := lazy.placeholder_object(tree_dir / rel)) is not None:
+            # A worker's upload (or a placeholder whose sync record was lost): never read (its bytes
+            # here are zeros), listed under the key that holds them.
+            key = held[0].removeprefix(paths.store_key(tree, ""))
+            if obj is not None and obj["key"] == key:
+                keep[rel] = {**obj, "mtime_ns": stat[1]}
+            else:
+                placed[rel] = {"key": key, "etag": held[1], "size": stat[0], "mtime_ns": stat[1]}
         elif obj is not None and "-" not in obj["etag"] and obj["size"] == stat[0] and _md5(tree_dir / rel) == obj["etag"]:
             keep[rel] = {**obj, "mtime_ns": stat[1]}  # rewritten with the same bytes: only its mtime is new
         else:
@@ -258,14 +309,15 @@ def publish(store: ObjectStore, layout: Layout, tree_dir: Path, base: Manifest,
     # A rewritten file's new mtime alone is a change worth a generation: the stages' records on this
     # machine name that mtime, and a copy synced elsewhere must match them.
     retimed = [rel for rel, obj in keep.items() if base.objects[rel].get("mtime_ns", obj["mtime_ns"]) != obj["mtime_ns"]]
-    if not upload and not retimed and set(keep) == set(base.objects):
+    if not upload and not placed and not retimed and set(keep) == set(base.objects):
         finish_collection(store, base)  # a writer killed after publishing may not have collected
         return base
     generation = base.generation + 1
-    folder = paths.store_generation_dir(generation, secrets.token_hex(4))
+    folder = folder or paths.store_generation_dir(generation, secrets.token_hex(4))
+    assert paths.store_generation_of(folder) == generation, folder
     sizes = {rel: local[rel][0] for rel in upload}
     etags = store.put_files([(tree_dir / rel, paths.store_key(tree, f"{folder}/{rel}")) for rel in upload])
-    objects = dict(keep)
+    objects = {**keep, **placed}
     for rel in upload:
         objects[rel] = {"key": f"{folder}/{rel}", "etag": etags[paths.store_key(tree, f"{folder}/{rel}")], "size": sizes[rel],
                         "mtime_ns": local[rel][1]}
@@ -288,7 +340,8 @@ def publish(store: ObjectStore, layout: Layout, tree_dir: Path, base: Manifest,
     _keep_manifest(layout, tree, data)
     _save_record(layout, tree, generation, {rel: [obj["etag"], *local[rel]] for rel, obj in new.objects.items()}, new.etag)
     _collect(store, new)  # just published: its collection cannot have run
-    log.info("%s: published generation %d (%d files uploaded, %d kept, %d re-timed)", tree, generation, len(upload), len(keep), len(retimed))
+    log.info("%s: published generation %d (%d files uploaded, %d uploaded by workers, %d kept, %d re-timed)",
+             tree, generation, len(upload), len(placed), len(keep), len(retimed))
     return new
 
 

@@ -77,6 +77,7 @@ class ObjectStore:
 
     # Subclasses implement these.
     def read(self, key: str) -> tuple[bytes, str] | None: raise NotImplementedError  # noqa: E704
+    def read_tail(self, key: str, size: int, length: int) -> bytes: raise NotImplementedError  # noqa: E704 - the last `length` bytes of an object of `size`
     def put(self, key: str, data: bytes) -> str: raise NotImplementedError  # noqa: E704
     def create(self, key: str, data: bytes) -> str | None: raise NotImplementedError  # noqa: E704
     def replace(self, key: str, data: bytes, etag: str) -> str | None: raise NotImplementedError  # noqa: E704
@@ -135,6 +136,14 @@ class S3Store(ObjectStore):
                 return None
             async with answer["Body"] as body:
                 return await body.read(), _etag(answer.get("ETag"))
+        return self._sync(go())
+
+    def read_tail(self, key: str, size: int, length: int) -> bytes:
+        async def go() -> bytes:
+            answer = await self.fs._call_s3("get_object", Bucket=self.bucket, Key=self.prefix + key,
+                                            Range=f"bytes={max(0, size - length)}-{size - 1}")
+            async with answer["Body"] as body:
+                return await body.read()
         return self._sync(go())
 
     def put(self, key: str, data: bytes) -> str:
@@ -254,6 +263,9 @@ class FsspecStore(ObjectStore):
         except FileNotFoundError:
             return None
         return data, hashlib.md5(data).hexdigest()
+
+    def read_tail(self, key: str, size: int, length: int) -> bytes:
+        return self.fs.cat_file(self.path(key), start=max(0, size - length), end=size)
 
     def put(self, key: str, data: bytes) -> str:
         self.fs.pipe_file(self.path(key), data)

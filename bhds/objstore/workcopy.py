@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from bhds import paths
+from bhds.objstore import lazy
 from bhds.objstore.lease import Lease, held
 from bhds.objstore.manifest import publish, sync_down
 from bhds.objstore.store import open_store
@@ -111,11 +113,32 @@ def run_in_working_copy(settings: Settings, target: str, kwargs: Mapping[str, An
     seconds = settings.store.lease_seconds if settings.store else 60.0
     leases = {tree: Lease(store, paths.store_key(paths.store_tree_name(layout, tree), paths.STORE_LEASE), seconds, target,
                           f"{settings.store_url}/binance_data/{paths.store_tree_name(layout, tree)}") for tree in writes}
-    with stage_lock(layout, paths.WORKING_COPY_LOCK, settings.lock_timeout), held(list(leases.values()), settings.lock_timeout):
-        bases = {tree: sync_down(store, layout, tree) for tree in dict.fromkeys([*writes, *reads])}
+    with stage_lock(layout, paths.WORKING_COPY_LOCK, settings.lock_timeout), held(list(leases.values()), settings.lock_timeout), \
+            _placeholders(settings, layout) as index:
+        bases = {tree: sync_down(store, layout, tree, placeholders=index) for tree in dict.fromkeys([*writes, *reads])}
         summary = run()
         if writes:
             _checkpoint(layout.state_db)
         for tree in writes:
             publish(store, layout, tree, bases[tree], still_held=leases[tree].renew)
     return summary
+
+
+@contextmanager
+def _placeholders(settings: Settings, layout: Layout) -> Iterator[lazy.Index | None]:
+    """The working copy's placeholder index, active in this process for the command (None: a full copy).
+
+    Off with BHDS_LAZY_SYNC=0, and for a store only this process can reach (`memory://`).
+    """
+    assert settings.store_url is not None
+    if not (settings.store and settings.store.lazy_sync) or not lazy.supports(settings.store_url):
+        yield None
+        return
+    path = lazy.index_path(layout.root)
+    index = lazy.Index(path)
+    lazy.activate(lazy.LazyContext(str(path), settings.store_url, settings.store))
+    try:
+        yield index
+    finally:
+        lazy.activate(None)
+        index.close()

@@ -52,13 +52,19 @@ def _symbol() -> str:
     return r"regexp_replace(regexp_extract(filename, '([^/\\]+)\.pqt$', 1), '^SP[0-9]+_', '')"
 
 
-def _over(directory: Path, extra: str = "") -> str:
+def _select(directory: Path, extra: str = "") -> str:
     return (f"SELECT {_symbol()} AS symbol, * EXCLUDE (filename){extra} "
             f"FROM read_parquet({_files(directory)}, filename = true, union_by_name = true)")
 
 
-def view_definitions(layout: Layout) -> dict[str, str]:
-    """View name -> SELECT, for every dataset on disk."""
+def view_definitions(layout: Layout, folders: list[Path] | None = None) -> dict[str, str]:
+    """View name -> SELECT, for every dataset on disk; `folders` gets each folder a view reads."""
+    folders = [] if folders is None else folders
+
+    def _over(directory: Path, extra: str = "") -> str:
+        folders.append(directory)
+        return _select(directory, extra)
+
     # Imported here: generate imports this module for `refresh_after`, and a no-op generate run
     # must stay free of numpy and pyarrow (which the store's footer reading pulls in).
     from bhds.research.store import API_FUNDING, FUNDING, RESAMPLED, RESULTS, datasets
@@ -81,13 +87,13 @@ def view_definitions(layout: Layout) -> dict[str, str]:
         elif funding:
             only = next(iter(funding.values()))
             views[f"{tt.value}_funding"] = _over(only.directory(layout))  # type: ignore[arg-type]
-        views.update(_archive_views(layout, tt))
+        views.update(_archive_views(layout, tt, folders))
         for interval in list_subdirs(layout.trade_bars_root(tt)):
             views[f"{tt.value}_trade_bars_{interval}"] = _over(layout.trade_bars_dir(tt, interval))
     return views
 
 
-def _archive_views(layout: Layout, tt: TradeType) -> dict[str, str]:
+def _archive_views(layout: Layout, tt: TradeType, folders: list[Path]) -> dict[str, str]:
     """`<tt>_<dataset>[_<interval>]` over what `archive parse` wrote: one folder per symbol of monthly partitions."""
     from bhds.archive.catalog import datasets_of
 
@@ -99,6 +105,7 @@ def _archive_views(layout: Layout, tt: TradeType) -> dict[str, str]:
                  if dataset.has_interval else [(name, layout.parsed_dataset_symbols_dir(tt, dataset.name))])
         for view, root in roots:
             if any(list_files(root / symbol, PARQUET_SUFFIX) for symbol in list_subdirs(root)):
+                folders.append(root)
                 files = _literal(str(root.absolute() / "*" / f"*{PARQUET_SUFFIX}"))
                 symbol = r"regexp_extract(filename, '([^/\\]+)[/\\][0-9]{6}\.pqt$', 1)"
                 views[view] = f"SELECT {symbol} AS symbol, * EXCLUDE (filename) FROM read_parquet({files}, filename = true)"
@@ -122,7 +129,12 @@ def write_catalog(layout: Layout, path: Path | None = None) -> list[str]:
 
 
 def _write(duckdb: Any, layout: Layout, target: Path) -> list[str]:
-    views = view_definitions(layout)
+    folders: list[Path] = []
+    views = view_definitions(layout, folders)
+    # DuckDB reads these files itself (schemas now, rows at query time): in a working copy of a
+    # bucket, their placeholders are fetched first (`objstore.lazy`; nothing to do elsewhere).
+    for folder in folders:
+        storage.ensure_local_tree(folder)
     with storage.atomic_path(target) as tmp:
         wal = tmp.with_name(tmp.name + ".wal")
         try:

@@ -34,6 +34,7 @@ from bhds.storage.files import (
     write_joined,
     write_json,
 )
+from bhds.objstore.lazy import ensure_local, ensure_local_all, ensure_local_tree
 from bhds.storage.locks import stage_lock, stage_locks, try_lock
 from bhds.storage.parquet import (
     NUMERIC_COMPRESSION_LEVEL,
@@ -58,7 +59,7 @@ from bhds.storage.parquet import (
 
 __all__ = [
     "CHUNK_BYTES", "NUMERIC_COMPRESSION_LEVEL", "NUMERIC_PAGE_ROWS", "PARQUET_COMPRESSION", "ParquetColumns",
-    "add_link", "append_line", "atomic_path", "create_empty", "ends_like_parquet", "files_signature", "footer_frame", "footer_value",
+    "add_link", "append_line", "atomic_path", "create_empty", "ends_like_parquet", "ensure_local", "ensure_local_all", "ensure_local_tree", "files_signature", "footer_frame", "footer_value",
     "link_or_copy", "numeric_encodings", "numeric_write_options", "open_dir", "open_dataset", "open_parquet", "open_scratch", "open_zip",
     "parquet_metadata", "parquet_schema", "parquet_writer", "read_bytes", "read_json", "read_rows", "read_small",
     "read_table", "recover_dir", "remove", "remove_all", "remove_tree", "replace_dir", "replace_file", "sha256_file",

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from bhds.errors import DataError
 from bhds.paths import retired_dir, swap_home, swap_leftovers
+from bhds.storage import journal
 from bhds.storage.files import _disk_error, remove_tree
 
 
@@ -29,6 +30,7 @@ def replace_dir(new: Path, target: Path) -> None:
     try:
         if home.exists() and _exchange(new, home):
             remove_tree(new)  # `new` now holds the old tree
+            journal.replaced_tree(target)
             return
     except OSError as exc:
         raise _disk_error(target, exc) from exc
@@ -42,6 +44,7 @@ def replace_dir(new: Path, target: Path) -> None:
             os.rename(aside, home)
         raise _disk_error(target, exc) from exc
     remove_tree(aside)
+    journal.replaced_tree(target)
 
 
 _AT_FDCWD = -100

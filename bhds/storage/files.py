@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from bhds.errors import DataError, disk_full, is_disk_full
+from bhds.objstore.lazy import ensure_local
+from bhds.storage import journal
 from bhds.paths import TEMP_MARKER, temp_path
 
 if TYPE_CHECKING:
@@ -50,6 +52,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+        journal.wrote(path)
     except OSError as exc:
         raise _disk_error(path, exc) from exc
     finally:
@@ -70,6 +73,7 @@ def write_json(value: Any, path: Path) -> None:
 def write_joined(source: Path, prefix: int, rest: bytes, target: Path) -> None:
     """Write `source`'s first `prefix` bytes + `rest` to `target` atomically, the prefix copied by the
     kernel where it can (no pass through Python). EOFError when `source` is shorter than `prefix`."""
+    ensure_local(source)
     with atomic_path(target) as tmp, open(source, "rb") as src, open(tmp, "wb") as dst:
         left, offset = prefix, 0
         copy_range = getattr(os, "copy_file_range", None)
@@ -98,8 +102,9 @@ def link_or_copy(source: Path, target: Path) -> None:
     """Put a copy of `source` at `target` (a hard link when possible), atomically."""
     with atomic_path(target) as tmp:
         try:
-            os.link(source, tmp)
+            os.link(source, tmp)  # a placeholder linked stays one under both names (its index is by inode)
         except OSError:
+            ensure_local(source)
             shutil.copy2(source, tmp)
 
 
@@ -113,6 +118,7 @@ def add_link(source: Path, target: Path) -> bool:
         os.link(source, target)
     except FileExistsError:
         return False
+    journal.wrote(target)
     return True
 
 
@@ -123,6 +129,7 @@ def create_empty(path: Path, *, exclusive: bool = False) -> None:
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
     else:
         Path(path).touch()
+    journal.wrote(path)
 
 
 def append_line(path: Path, line: bytes) -> None:
@@ -133,6 +140,7 @@ def append_line(path: Path, line: bytes) -> None:
         os.write(fd, line)
     finally:
         os.close(fd)
+    journal.wrote(path)
 
 
 def open_scratch(path: Path) -> BinaryIO:
@@ -144,23 +152,27 @@ def open_scratch(path: Path) -> BinaryIO:
 def replace_file(source: Path, target: Path) -> None:
     """Publish the finished file `source` (a temporary sibling) as `target`, in one atomic rename."""
     os.replace(source, target)
+    journal.wrote(target)
 
 
 # ---- reading ----
 
 def read_bytes(path: Path) -> bytes:
     """A whole file. OSError (FileNotFoundError when absent) is left to the caller to name."""
+    ensure_local(path)
     return Path(path).read_bytes()
 
 
 def read_json(path: Path) -> Any:
     """A JSON file bhds wrote. FileNotFoundError when absent; OSError or ValueError when unreadable."""
+    ensure_local(path)
     return json.loads(Path(path).read_bytes())
 
 
 def read_small(path: Path, limit: int = 4096) -> bytes:
     """Up to `limit` bytes from the start of a small file, in one os-level read: verify reads
     thousands of 91-byte CHECKSUM files, and a file object per read costs more than the read."""
+    ensure_local(path)
     fd = os.open(path, os.O_RDONLY)
     try:
         return os.read(fd, limit)
@@ -173,6 +185,7 @@ def sha256_file(path: Path, chunk_bytes: int = CHUNK_BYTES) -> tuple[str, int]:
     import hashlib  # on first use: only download and verify hash
 
     digest = hashlib.sha256()
+    ensure_local(path)
     fd = os.open(path, os.O_RDONLY)
     try:
         expected = os.fstat(fd).st_size
@@ -202,6 +215,8 @@ def open_zip(source: Path | bytes | BinaryIO) -> zipfile.ZipFile:
     import io
     import zipfile  # noqa: F811 - loaded on first use (it imports bz2 and lzma)
 
+    if isinstance(source, (str, os.PathLike)):
+        ensure_local(source)
     return zipfile.ZipFile(io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source)
 
 
@@ -219,6 +234,7 @@ def remove(path: Path | str) -> bool:
         os.unlink(path)
     except FileNotFoundError:
         return False
+    journal.removed(path)
     return True
 
 
@@ -230,6 +246,7 @@ def remove_all(paths: Iterable[Path]) -> int:
 def remove_tree(path: Path) -> None:
     """Delete a folder and everything in it, as far as possible: a leftover is retried by the next run's sweep."""
     shutil.rmtree(path, ignore_errors=True)
+    journal.removed_tree(path)
 
 
 def sweep_temp_files(directory: Path, *, recursive: bool = True) -> int:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bhds.errors import DataError
+from bhds.objstore.lazy import NOT_A_PLACEHOLDER, ensure_local, ensure_local_all, ensure_local_tree, parquet_footer
 from bhds.storage.files import atomic_path
 
 if TYPE_CHECKING:
@@ -98,6 +99,19 @@ def numeric_write_options(schema: pa.Schema) -> dict[str, object]:
     return options
 
 
+def _footer_source(path: Path | str) -> Any:
+    """What pyarrow reads a footer from: the file, or for a placeholder its footer (fetched alone, see `objstore.lazy`)."""
+    footer = parquet_footer(path)
+    if footer is NOT_A_PLACEHOLDER:
+        return path
+    if footer is None:  # not Parquet: let pyarrow read the whole file and say so
+        ensure_local(path)
+        return path
+    import pyarrow as pa  # noqa: F811
+
+    return pa.BufferReader(footer)
+
+
 def footer_value(path: Path, key: bytes) -> str | None:
     """The value bhds stored under `key` in a Parquet file's footer (what the file was built from),
     or None when the file is absent, unreadable or not ours: such a file is simply built again."""
@@ -105,7 +119,7 @@ def footer_value(path: Path, key: bytes) -> str | None:
     import pyarrow.parquet as pq
 
     try:
-        metadata = pq.read_schema(path).metadata or {}
+        metadata = pq.read_schema(_footer_source(path)).metadata or {}
     except (OSError, pa.ArrowInvalid):
         return None
     value = metadata.get(key)
@@ -121,6 +135,7 @@ def read_table(path: Path, schema: pa.Schema | None = None, columns: list[str] |
     import pyarrow as pa  # noqa: F811 - on first use, see __getattr__
     import pyarrow.parquet as pq
 
+    ensure_local(path)
     try:
         table = pq.read_table(path, columns=columns)
     except FileNotFoundError:
@@ -150,6 +165,7 @@ class ParquetColumns:
         import pyarrow.parquet as pq
 
         self.path = Path(path)
+        ensure_local(self.path)
         try:
             self._file = pq.ParquetFile(self.path)
         except FileNotFoundError:
@@ -208,6 +224,7 @@ def open_parquet(path: Path | str) -> pq.ParquetFile:
     `pq.read_table`). OSError or pyarrow's ArrowException when unreadable: the caller names the file."""
     import pyarrow.parquet as pq  # noqa: F811 - on first use
 
+    ensure_local(path)
     return pq.ParquetFile(path)
 
 
@@ -217,6 +234,12 @@ def open_dataset(files: Path | str | list[Path]) -> Any:
     import pyarrow.dataset as ds
 
     source = [str(f) for f in files] if isinstance(files, list) else str(files)
+    if isinstance(source, list):
+        ensure_local_all(source)
+    elif os.path.isdir(source):
+        ensure_local_tree(source)  # pyarrow lists the folder itself
+    else:
+        ensure_local(source)
     return ds.dataset(source, format="parquet")
 
 
@@ -224,14 +247,14 @@ def parquet_metadata(path: Path | str) -> pq.FileMetaData:
     """A Parquet file's footer (row groups, their statistics, key-value metadata); errors as `open_parquet`."""
     import pyarrow.parquet as pq  # noqa: F811 - on first use
 
-    return pq.read_metadata(path)
+    return pq.read_metadata(_footer_source(path))
 
 
 def parquet_schema(path: Path | str) -> pa.Schema:
     """A Parquet file's Arrow schema, from its footer alone; errors as `open_parquet`."""
     import pyarrow.parquet as pq  # noqa: F811 - on first use
 
-    return pq.read_schema(path)
+    return pq.read_schema(_footer_source(path))
 
 
 def read_rows(path: Path | str, columns: list[str] | None = None, filters: list | None = None) -> pa.Table:
@@ -239,6 +262,7 @@ def read_rows(path: Path | str, columns: list[str] | None = None, filters: list 
     groups); errors as `open_parquet`. Imports pandas: worker hot paths use `ParquetColumns`."""
     import pyarrow.parquet as pq  # noqa: F811 - on first use
 
+    ensure_local(path)
     return pq.read_table(path, columns=columns, filters=filters)
 
 
@@ -246,6 +270,9 @@ def ends_like_parquet(path: Path) -> bool:
     """Whether the file ends with Parquet's magic: a cheap test (one small read) that catches a file
     cut short by a full disk or an interrupted copy. False when it cannot be read."""
     try:
+        footer = parquet_footer(path)
+        if footer is not NOT_A_PLACEHOLDER:
+            return footer is not None
         with open(path, "rb") as handle:
             size = handle.seek(0, os.SEEK_END)
             if size < 12:  # magic + footer length + magic
@@ -259,6 +286,9 @@ def ends_like_parquet(path: Path) -> bool:
 def footer_frame(path: Path) -> bytes | None:
     """A Parquet file's footer framed as a file (`PAR1` + footer + length + `PAR1`), in two small
     reads; None when the file does not end like Parquet. OSError when it cannot be read."""
+    footer = parquet_footer(path)
+    if footer is not NOT_A_PLACEHOLDER:
+        return footer  # type: ignore[return-value]
     with open(path, "rb") as f:
         f.seek(-8, os.SEEK_END)
         tail = f.read(8)
