@@ -16,10 +16,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from bhds import paths, storage
 from bhds.errors import ConfigError, DataError
+from bhds.objstore import detached
 
 if TYPE_CHECKING:
     from distributed import Client, LocalCluster
 
+    from bhds.objstore.detached import Snapshot
     from bhds.objstore.lazy import LazyContext
 
 T = TypeVar("T")
@@ -60,9 +62,10 @@ def _holds_token(probe: str, token: str) -> bool:
         return False
 
 
-def _on_worker(func: Callable[[T], R], item: T, placeholders: LazyContext | None = None) -> R:
+def _on_worker(func: Callable[[T], R], item: T, placeholders: LazyContext | None = None, snapshot: Snapshot | None = None) -> R:
     """Run one item on a Dask worker, with the pool's thread limits (one task per worker thread) and
-    the client's placeholder index (`objstore.lazy`: a worker reading a placeholder fetches it)."""
+    the client's placeholder index (`objstore.lazy`: a worker reading a placeholder fetches it).
+    With a `snapshot`, a worker that does not see the client's folder works in its own copy."""
     global _worker_ready
     from bhds.objstore import lazy
 
@@ -72,6 +75,8 @@ def _on_worker(func: Callable[[T], R], item: T, placeholders: LazyContext | None
 
         init_worker()
         _worker_ready = True
+    if snapshot is not None:
+        return detached.run_task(func, item, snapshot)
     return func(item)
 
 
@@ -88,6 +93,7 @@ class DaskExecutor:
         self.data_dir = data_dir  # the folder tasks read and write: every worker must see it
         self._client: Client | None = None
         self._cluster: LocalCluster | None = None
+        self.detached = False  # some workers do not see `data_dir`: tasks carry a snapshot (`objstore.detached`)
 
     @property
     def client(self) -> Client:
@@ -120,7 +126,12 @@ class DaskExecutor:
         finally:
             storage.remove(probe)
         blind = sorted(worker for worker, ok in seen.items() if not ok)
-        if blind:
+        if blind and detached.current() is not None:
+            # A bucket root: those workers keep copies of their own and send outputs through the bucket.
+            self.detached = True
+            log.info("%d of the %d Dask worker(s) do not see the working copy %s: they work in copies of their own "
+                     "at that path and upload their outputs to the bucket", len(blind), len(seen), data_dir)
+        elif blind:
             raise ConfigError(f"{len(blind)} of the {len(seen)} Dask worker(s) ({blind[0]}, ...) do not see the data folder "
                               f"{data_dir} that tasks read and write: give the workers that folder at the same path "
                               "(a shared filesystem; for a bucket root set BHDS_WORK_DIR to it), or use --scheduler local:N")
@@ -175,6 +186,9 @@ class DaskExecutor:
 
         client = self.client
         placeholders = current()
+        session = detached.current() if self.detached else None
+        # One snapshot per round of tasks, sent to each worker once.
+        snapshot = client.scatter(detached.snapshot(session), broadcast=True, hash=False) if session is not None else None
         limit = max_pending or 2 * self.slots()
         queue = iter(items)
         pending: dict[Any, T] = {}
@@ -182,7 +196,7 @@ class DaskExecutor:
 
         def submit(item: T) -> None:
             # pure=False: the same item in another run is new work, never a cached result.
-            future = client.submit(_on_worker, func, item, placeholders, pure=False)
+            future = client.submit(_on_worker, func, item, placeholders, snapshot, pure=False)
             pending[future] = item
             finished.add(future)
 
@@ -195,6 +209,12 @@ class DaskExecutor:
                 item = pending.pop(future)
                 if future.status == "finished":
                     outcome: R | BaseException = future.result()
+                    if isinstance(outcome, detached.Outputs):
+                        assert session is not None
+                        try:
+                            outcome = detached.apply(session, outcome)
+                        except Exception as exc:  # noqa: BLE001 - that item's failure, like the task's own
+                            outcome = exc
                 elif future.status == "cancelled":
                     outcome = RuntimeError("the Dask scheduler cancelled this task (was the cluster shut down?)")
                 else:

@@ -426,4 +426,10 @@ def synced_manifest(layout: Layout, tree: str) -> Path:
     return layout.root.parent / ".bhds-sync" / (tree.replace("/", "~") + ".manifest.json")
 
 
+def client_marker(layout: Layout, token: str) -> Path:
+    """The file a command on a bucket keeps in its working copy while it runs: a Dask worker that sees
+    it works in that folder; one that does not keeps a copy of its own (`objstore.detached`)."""
+    return layout.root.parent / ".bhds-sync" / f"client-{token}"
+
+
 WORKING_COPY_LOCK = "working-copy"  # one command at a time in a store's local working copy

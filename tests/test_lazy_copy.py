@@ -20,6 +20,7 @@ from bhds.parse.zipcsv import csv_body
 from bhds.paths import Layout
 from bhds.settings import load_settings
 from bhds.types import TradeType
+from tests.test_e2e_store import access
 
 REAL = Path(__file__).parent / "data" / "real" / "spot" / "daily" / "klines" / "BTCUSDT" / "1m"
 ZIP = "BTCUSDT-1m-2020-01-01.zip"
@@ -55,12 +56,13 @@ def published(s3_bucket: str, tmp_path: Path):
 
 
 @pytest.fixture
-def reader(published, tmp_path: Path):
+def reader(published, s3_server, tmp_path: Path):
     """A fresh working copy synced with placeholders, active in this process: (layout, tree, index)."""
     store, url, _ = published
     layout, tree = tree_of(tmp_path / "reader")
     index = lazy.Index(lazy.index_path(layout.root))
-    lazy.activate(lazy.LazyContext(str(lazy.index_path(layout.root)), url, load_settings().store))
+    # The store's access as a command has it (from the AWS variables): pool workers get it with their work.
+    lazy.activate(lazy.LazyContext(str(lazy.index_path(layout.root)), url, access(s3_server)))
     try:
         sync_down(store, layout, tree, placeholders=index)
         yield layout, tree, index

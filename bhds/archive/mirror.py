@@ -17,6 +17,7 @@ each a `Mirror` over its units on a worker, and their rows come back to this man
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import io
 import logging
@@ -224,14 +225,14 @@ class Mirror:
         path = self.layout.local_for_key(unit.main.key)
         loop = asyncio.get_running_loop()
         if unit.checksum is not None:
-            verdict = await loop.run_in_executor(self.executor, verify_with_checksum_file, path, checksum_path(path))
+            verdict = await loop.run_in_executor(self.executor, contextvars.copy_context().run, verify_with_checksum_file, path, checksum_path(path))
             if not verdict.ok:
                 log.info("%s: local copy not usable (%s); fetching it again", unit.main.key, verdict.reason)
                 return False
             sha = verdict.sha256
         else:
             try:
-                sha, _ = await loop.run_in_executor(self.executor, _hash_and_test, path)
+                sha, _ = await loop.run_in_executor(self.executor, contextvars.copy_context().run, _hash_and_test, path)
             except (OSError, BrokenZip):
                 return False
             self.report.unverified += 1
@@ -278,7 +279,7 @@ class Mirror:
                 except NotPublished:
                     self.report.failures.append(f"{zf.key}: listed but no longer published (HTTP 404)")
                     return
-                outcome = await loop.run_in_executor(self.executor, finish_pair, zip_path, staged, sum_body, expected,
+                outcome = await loop.run_in_executor(self.executor, contextvars.copy_context().run, finish_pair, zip_path, staged, sum_body, expected,
                                                      self._markers if self.markers else None)
                 if outcome.status == MISMATCH:
                     log.warning("%s: SHA-256 differs from its CHECKSUM (try %d of %d)", zf.key, attempt, HASH_ATTEMPTS)

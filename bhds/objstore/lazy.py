@@ -133,6 +133,12 @@ class Index:
         renames = []
         for path, key, etag, size, mtime_ns in items:
             temp = temp_path(path, token)
+            if size == 0:  # nothing to fetch: the file itself
+                temp.parent.mkdir(parents=True, exist_ok=True)
+                temp.write_bytes(b"")
+                os.utime(temp, ns=(mtime_ns, mtime_ns))
+                renames.append((temp, path))
+                continue
             temp.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
             try:

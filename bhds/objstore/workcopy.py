@@ -11,6 +11,7 @@ nothing: the previous generation stays what readers see, and the next run starts
 from __future__ import annotations
 
 import logging
+import secrets
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bhds import paths
-from bhds.objstore import lazy
+from bhds.objstore import detached, lazy
 from bhds.objstore.lease import Lease, held
 from bhds.objstore.manifest import publish, sync_down
 from bhds.objstore.store import open_store
@@ -116,11 +117,21 @@ def run_in_working_copy(settings: Settings, target: str, kwargs: Mapping[str, An
     with stage_lock(layout, paths.WORKING_COPY_LOCK, settings.lock_timeout), held(list(leases.values()), settings.lock_timeout), \
             _placeholders(settings, layout) as index:
         bases = {tree: sync_down(store, layout, tree, placeholders=index) for tree in dict.fromkeys([*writes, *reads])}
-        summary = run()
+        # The run's generation folder per written tree: the publish uploads there, and so do Dask
+        # workers that work in copies of their own (`detached`; they need the placeholders).
+        token = secrets.token_hex(4)
+        folders = {tree: paths.store_generation_dir(bases[tree].generation + 1, token) for tree in writes}
+        if index is not None:
+            work = detached.Session(store, layout, settings.store, list(bases), bases, folders)
+            work.index = index
+            with detached.session(work):
+                summary = run()
+        else:
+            summary = run()
         if writes:
             _checkpoint(layout.state_db)
         for tree in writes:
-            publish(store, layout, tree, bases[tree], still_held=leases[tree].renew)
+            publish(store, layout, tree, bases[tree], still_held=leases[tree].renew, folder=folders[tree])
     return summary
 
 

@@ -1,0 +1,273 @@
+"""Tasks on Dask workers that do not see the client's working copy: each works in a copy of its own.
+
+With a bucket root, the client runs a command in its working copy (`workcopy`). A worker on
+another machine has no such folder, so it keeps its own copy at the same path on its own disk
+(`BHDS_WORK_DIR`, or the default under the user's cache) and the bucket carries everything
+between the two; no data file passes through the client.
+
+1. Before a round of tasks, the client lists its copy of the command's trees as objects
+   (`snapshot`): a placeholder's object, a file unchanged since the sync its published object; a
+   file the client itself wrote in this run is uploaded first, into the run's generation folder.
+2. A task's worker makes its copy equal to that listing (`manifest.make_equal`: small files
+   fetched, the others placeholders), runs the task with a journal of its writes
+   (`storage.journal`), uploads each file written into the run's generation folder of its tree,
+   and returns the keys, ETags, sizes and mtimes with the task's result (`Outputs`).
+3. The client makes a placeholder for each such file and removes what the task removed (`apply`);
+   publishing lists those placeholders under their keys (`manifest.publish`), so the files are
+   never fetched by the client unless it reads them.
+
+A worker whose folder at that path *is* the client's (same machine or a shared filesystem) sees the
+client's marker file and runs the task in place, as before. Uploads of a run that never publishes
+lie in its generation folders, which the next publish of the tree collects (see `manifest`).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import secrets
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bhds import paths
+from bhds.objstore import lazy
+from bhds.objstore.manifest import Manifest, _load_record, _save_record, local_files, make_equal
+from bhds.paths import Layout
+
+if TYPE_CHECKING:
+    from bhds.objstore.store import ObjectStore
+    from bhds.settings import StoreAccess
+
+log = logging.getLogger("bhds")
+
+
+class Session:
+    """The client's side: the running command's store, working copy, trees and generation folders."""
+
+    def __init__(self, store: ObjectStore, layout: Layout, access: StoreAccess | None, trees: list[Path],
+                 bases: dict[Path, Manifest], folders: dict[Path, str]) -> None:
+        self.store, self.layout, self.access = store, layout, access
+        self.trees = [tree for tree in trees if tree != layout.state_dir]  # tasks never open the state database
+        self.bases, self.folders = bases, folders
+        # Files this client uploaded for a snapshot: path -> (size, mtime_ns, key, etag); a publish lists
+        # them as uploaded (not again) while unchanged.
+        self.staged: dict[str, tuple[int, int, str, str]] = {}
+        self.read_folders: dict[Path, str] = {}
+        self.marker = paths.client_marker(layout, secrets.token_hex(8))
+        self.index: lazy.Index | None = None
+
+
+_session: Session | None = None
+
+
+def current() -> Session | None:
+    return _session
+
+
+@contextmanager
+def session(value: Session) -> Iterator[Session]:
+    """The running command's session; its marker tells a worker on the client's own folder to work in place."""
+    global _session
+    from bhds import storage
+
+    value.marker.parent.mkdir(parents=True, exist_ok=True)
+    storage.write_bytes(b"", value.marker)
+    _session = value
+    try:
+        yield value
+    finally:
+        _session = None
+        storage.remove(value.marker)
+
+
+class Snapshot:
+    """What a worker needs to make its copy equal to the client's: per tree, file -> object."""
+
+    __slots__ = ("id", "data_root", "url", "access", "marker", "trees", "folders", "generations")
+
+    def __init__(self, data_root: str, url: str, access: StoreAccess | None, marker: str, trees: dict[str, dict[str, dict]],
+                 folders: dict[str, str], generations: dict[str, int]) -> None:
+        self.data_root, self.url, self.access, self.marker = data_root, url, access, marker
+        self.trees, self.folders, self.generations = trees, folders, generations
+        self.id = hashlib.sha256(json.dumps([trees, folders], sort_keys=True).encode()).hexdigest()[:16]
+
+
+def snapshot(s: Session) -> Snapshot:
+    """List the client's copy of the command's trees as objects, uploading what only the client holds."""
+    listing: dict[str, dict[str, dict]] = {}
+    uploads: list[tuple[Path, str, str, int, int]] = []  # (path, tree, full key, size, mtime)
+    folders = {paths.store_tree_name(s.layout, tree): folder for tree, folder in s.folders.items()}
+    for tree_dir in s.trees:
+        tree = paths.store_tree_name(s.layout, tree_dir)
+        base = s.bases[tree_dir]
+        record = _load_record(s.layout, tree)
+        objects: dict[str, dict] = {}
+        for rel, (size, mtime) in local_files(tree_dir, tree).items():
+            path = tree_dir / rel
+            obj, known = base.objects.get(rel), record["files"].get(rel)
+            if obj is not None and known is not None and known[0] == obj["etag"] and tuple(known[1:]) == (size, mtime):
+                objects[rel] = {**obj, "mtime_ns": mtime}
+            elif (held := lazy.placeholder_object(path)) is not None:
+                objects[rel] = {"key": held[0].removeprefix(paths.store_key(tree, "")), "etag": held[1], "size": size, "mtime_ns": mtime}
+            elif (staged := s.staged.get(str(path))) is not None and staged[:2] == (size, mtime):
+                objects[rel] = {"key": staged[2].removeprefix(paths.store_key(tree, "")), "etag": staged[3], "size": size, "mtime_ns": mtime}
+            else:
+                # A tree the command only reads has no folder of the run: one of its own, collected by the tree's next publish.
+                folder = folders.get(tree) or s.read_folders.setdefault(tree_dir, paths.store_generation_dir(base.generation + 1,
+                                                                                                            secrets.token_hex(4)))
+                uploads.append((path, tree, paths.store_key(tree, f"{folder}/{rel}"), size, mtime))
+                objects[rel] = {}  # filled below
+        listing[tree] = objects
+    if uploads:
+        etags = s.store.put_files([(path, key) for path, _, key, _, _ in uploads])
+        for path, tree, key, size, mtime in uploads:
+            s.staged[str(path)] = (size, mtime, key, etags[key])
+            rel = path.relative_to(s.layout.root / tree).as_posix()
+            listing[tree][rel] = {"key": key.removeprefix(paths.store_key(tree, "")), "etag": etags[key], "size": size, "mtime_ns": mtime}
+        log.info("uploaded %d file(s) of this run for the cluster's workers", len(uploads))
+    generations = {paths.store_tree_name(s.layout, tree): base.generation for tree, base in s.bases.items()}
+    assert s.store.url is not None
+    return Snapshot(str(s.layout.root), s.store.url, s.access, str(s.marker), listing, folders, generations)
+
+
+class Outputs:
+    """A detached task's result and what it left in the bucket: (path, full key, ETag, size, mtime_ns) per
+    file written, and the paths (files, and folders ending in '/') it removed."""
+
+    __slots__ = ("result", "written", "removed")
+
+    def __init__(self, result: Any, written: list[tuple[str, str, str, int, int]], removed: list[str]) -> None:
+        self.result, self.written, self.removed = result, written, removed
+
+
+def apply(s: Session, outputs: Outputs) -> Any:
+    """Bring a detached task's outputs into the client's copy (placeholders; removals); return its result."""
+    from bhds import storage
+
+    for name in outputs.removed:
+        if name.endswith(os.sep):
+            storage.remove_tree(Path(name))
+        else:
+            storage.remove(Path(name))
+    by_tree: dict[str, list[tuple[Path, str, str, int, int]]] = {}
+    for name, key, etag, size, mtime in outputs.written:
+        tree = _tree_of(s.layout, [*s.trees], name)
+        by_tree.setdefault(tree, []).append((Path(name), key, etag, size, mtime))
+    assert s.index is not None
+    for tree, items in by_tree.items():
+        s.index.make(tree, items)
+    return outputs.result
+
+
+def _tree_of(layout: Layout, trees: list[Path], name: str) -> str:
+    for tree_dir in trees:
+        if name.startswith(os.fspath(tree_dir) + os.sep):
+            return paths.store_tree_name(layout, tree_dir)
+    raise RuntimeError(f"a task wrote {name}, outside the trees this command publishes; run it without a remote "
+                       "scheduler and report this")
+
+
+# ---- the worker's side ----
+
+_worker_index: dict[str, lazy.Index] = {}
+_index_lock = threading.Lock()
+
+
+def run_task(func: Callable[[Any], Any], item: Any, snap: Snapshot) -> Any:
+    """Run `item` against the worker's own copy and upload what it wrote; in place on the client's folder.
+
+    Every worker process of a machine shares that copy (the same path): a task runs under a shared
+    lock of it, and a copy is made equal to another snapshot only under the exclusive lock, so
+    never under a running task (whose outputs are not in the snapshot yet).
+    """
+    from bhds.storage import journal
+
+    context = lazy.LazyContext(str(lazy.index_path(Path(snap.data_root))), snap.url, snap.access)
+    if os.path.exists(snap.marker):  # the client's own folder: work in it, as without a bucket
+        lazy.activate(context)
+        return func(item)
+    layout = Layout(Path(snap.data_root))
+    sync_dir = lazy.index_path(layout.root).parent
+    sync_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(sync_dir / "worker.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        while True:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            if _synced_id(sync_dir) == snap.id:
+                break
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                if _synced_id(sync_dir) != snap.id:
+                    _make_copy(snap, layout)
+                    (sync_dir / "worker-snapshot").write_text(snap.id)
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        lazy.activate(context)
+        with journal.recording() as record:
+            result = func(item)
+        return Outputs(result, _upload(snap, list(record.written)), sorted(record.removed) + sorted(record.removed_trees))
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _synced_id(sync_dir: Path) -> str | None:
+    try:
+        return (sync_dir / "worker-snapshot").read_text()
+    except FileNotFoundError:
+        return None
+
+
+def _make_copy(snap: Snapshot, layout: Layout) -> None:
+    """Make this machine's copy of the snapshot's trees equal to it."""
+    from bhds.objstore.store import open_store
+
+    with _index_lock:
+        index = _worker_index.get(snap.data_root)
+        if index is None:
+            index = _worker_index[snap.data_root] = lazy.Index(lazy.index_path(layout.root))
+    store = open_store(snap.url, snap.access)
+    for tree, objects in snap.trees.items():
+        tree_dir = layout.root / tree
+        tree_dir.mkdir(parents=True, exist_ok=True)
+        files, counts = make_equal(store, layout, tree_dir, objects, _load_record(layout, tree), index)
+        _save_record(layout, tree, snap.generations.get(tree, 0), files, None)
+        if any(counts):
+            log.info("%s: worker copy (%d fetched, %d placeholders, %d removed, %d re-timed)", tree, *counts)
+
+
+def _upload(snap: Snapshot, written: list[str]) -> list[tuple[str, str, str, int, int]]:
+    from bhds.objstore.store import open_store
+
+    layout = Layout(Path(snap.data_root))
+    items = []
+    state = os.fspath(layout.state_dir) + os.sep
+    for name in written:
+        if name.startswith(state) and paths.store_skips(paths.store_tree_name(layout, layout.state_dir), name[len(state):]):
+            continue  # the machine's own bookkeeping (link templates, locks)
+        tree = next((t for t in snap.trees if name.startswith(os.fspath(layout.root / t) + os.sep)), None)
+        if tree is None:
+            raise RuntimeError(f"a task wrote {name}, outside the trees this command publishes; run it without "
+                               "a remote scheduler and report this")
+        rel = os.path.relpath(name, layout.root / tree).replace(os.sep, "/")
+        # A staging tree is uploaded (the client swaps it in); temp files and partial downloads are not.
+        if paths.TEMP_MARKER in rel or rel.endswith(paths.PART_SUFFIX) or not os.path.isfile(name):
+            continue
+        folder = snap.folders.get(tree)
+        if folder is None:
+            raise RuntimeError(f"a task wrote {name} in {tree}, a tree this command only reads")
+        items.append((name, paths.store_key(tree, f"{folder}/{rel}")))
+    if not items:
+        return []
+    etags = open_store(snap.url, snap.access).put_files([(Path(name), key) for name, key in items])
+    out = []
+    for name, key in items:
+        st = os.stat(name)
+        out.append((name, key, etags[key], st.st_size, st.st_mtime_ns))
+    return out
