@@ -3,7 +3,8 @@
 Builds the tests' default archive (tests.fakebinance) in a temp dir, serves it with the fake
 Binance, starts moto's S3 server on loopback, then runs the five scripts in order, twice each
 (a first run, then a run with nothing new), once with CRYPTO_BASE_DIR=<local dir> and once with
-CRYPTO_BASE_DIR=s3://<bucket>/store. Prints wall and CPU seconds (user+sys of the scripts' process
+CRYPTO_BASE_DIR=s3://<bucket>/store; then as another machine would (a fresh working copy, nothing
+new in the bucket), with placeholders and with BHDS_LAZY_SYNC=0, and the disk each copy used. Prints wall and CPU seconds (user+sys of the scripts' process
 trees; the S3 server's own work is not counted) per script, and writes the table under
 bench/results/. Timings are never asserted.
 """
@@ -62,21 +63,31 @@ def main() -> None:
         roots = {"local": {"CRYPTO_BASE_DIR": str(work / "local")},
                  "s3": {**aws, "CRYPTO_BASE_DIR": "s3://bench/store", "BHDS_WORK_DIR": str(work / "working-copy")}}
         rows = {}
+        disk = {}
         try:
             for name, extra in roots.items():
                 for attempt in ("first", "again"):
                     rows[(name, attempt)] = run_scripts(dict(base, **extra))
+            # Another machine joins (nothing new in the bucket): a fresh working copy with
+            # placeholders (the default) and with full copies (BHDS_LAZY_SYNC=0).
+            for attempt, lazy in (("fresh", "1"), ("fresh full", "0")):
+                copy = work / f"working-copy-{lazy}"
+                rows[("s3", attempt)] = run_scripts(dict(base, **roots["s3"], BHDS_WORK_DIR=str(copy), BHDS_LAZY_SYNC=lazy))
+                disk[attempt] = sum(p.stat().st_blocks * 512 for p in copy.rglob("*") if p.is_file())
         finally:
             server.stop()
             fake.stop()
-    lines = ["| script | local first: wall / CPU s | s3 first: wall / CPU s | local again | s3 again |", "|---|---|---|---|---|"]
+    keys = (("local", "first"), ("s3", "first"), ("local", "again"), ("s3", "again"), ("s3", "fresh"), ("s3", "fresh full"))
+    lines = ["| script | local first: wall / CPU s | s3 first: wall / CPU s | local again | s3 again "
+             "| s3, fresh machine | s3, fresh machine, BHDS_LAZY_SYNC=0 |", "|---|---|---|---|---|---|---|"]
     for i, script in enumerate(SCRIPTS):
-        cells = [f"{rows[k][i][1]:.1f} / {rows[k][i][2]:.1f}" for k in
-                 (("local", "first"), ("s3", "first"), ("local", "again"), ("s3", "again"))]
+        cells = [f"{rows[k][i][1]:.1f} / {rows[k][i][2]:.1f}" for k in keys]
         lines.append(f"| {script} | " + " | ".join(cells) + " |")
-    totals = [f"{sum(r[1] for r in rows[k]):.1f} / {sum(r[2] for r in rows[k]):.1f}" for k in
-              (("local", "first"), ("s3", "first"), ("local", "again"), ("s3", "again"))]
+    totals = [f"{sum(r[1] for r in rows[k]):.1f} / {sum(r[2] for r in rows[k]):.1f}" for k in keys]
     lines.append("| **total** | " + " | ".join(totals) + " |")
+    lines.append("")
+    lines.append(f"Disk used by the fresh machine's working copy afterwards: {disk['fresh'] / 1e6:.1f} MB with placeholders, "
+                 f"{disk['fresh full'] / 1e6:.1f} MB as a full copy.")
     table = "\n".join(lines)
     print(table)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from bhds.objstore.detached import Snapshot
     from bhds.objstore.lazy import LazyContext
+    from bhds.settings import StoreAccess
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -69,7 +70,7 @@ def _on_worker(func: Callable[[T], R], item: T, placeholders: LazyContext | None
     global _worker_ready
     from bhds.objstore import lazy
 
-    lazy.activate(placeholders)
+    lazy.activate_in_task(placeholders)
     if not _worker_ready:
         from bhds.parallel import init_worker
 
@@ -182,13 +183,17 @@ class DaskExecutor:
         """
         from distributed import as_completed
 
-        from bhds.objstore.lazy import current
+        from bhds.objstore.lazy import LazyContext, current
 
         client = self.client
+        # Without the store's keys: tasks cross the scheduler; workers take theirs from their own
+        # environment (the AWS variables, a profile, an instance role), as any S3 client does.
         placeholders = current()
+        if placeholders is not None:
+            placeholders = LazyContext(placeholders.index, placeholders.url, _public(placeholders.access))
         session = detached.current() if self.detached else None
-        # One snapshot per round of tasks, sent to each worker once.
-        snapshot = client.scatter(detached.snapshot(session), broadcast=True, hash=False) if session is not None else None
+        # One snapshot per round of tasks (its listing in the bucket, read by each machine once).
+        snapshot = detached.snapshot(session, _public(session.access)) if session is not None else None
         limit = max_pending or 2 * self.slots()
         queue = iter(items)
         pending: dict[Any, T] = {}
@@ -228,6 +233,10 @@ class DaskExecutor:
             # Stopped early (error, Ctrl-C): nothing the client no longer waits for keeps running.
             if pending:
                 client.cancel(list(pending))
+
+
+def _public(access: StoreAccess | None) -> StoreAccess | None:
+    return None if access is None else access.without_secrets()
 
 
 _END: Any = object()

@@ -82,6 +82,10 @@ class StoreAccess:
         self.lazy_sync = lazy_sync
         self.access_key_id, self.secret_access_key = access_key_id, secret_access_key
 
+    def without_secrets(self) -> StoreAccess:
+        """A copy without the keys, for work sent to other machines (which use their own credentials)."""
+        return StoreAccess(self.endpoint_url, self.region, None, None, self.lease_seconds, self.lazy_sync)
+
     def __repr__(self) -> str:  # never print the secret
         return f"StoreAccess(endpoint_url={self.endpoint_url!r}, region={self.region!r})"
 

@@ -50,15 +50,18 @@ def _can_unshare() -> bool:
 
 
 @pytest.fixture(scope="module")
-def blind_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    """(scheduler address, a folder the workers cannot see: the working copies go below it)."""
+def blind_cluster(tmp_path_factory: pytest.TempPathFactory, s3_server) -> Iterator[tuple[str, Path]]:
+    """(scheduler address, a folder the workers cannot see: the working copies go below it).
+
+    The workers have the bucket's variables in their environment, as on a real cluster: the client
+    sends no keys with its tasks."""
     if not _can_unshare():
         pytest.skip("needs `unshare -m` and tmpfs mounts (root or user namespaces) to hide the client's folder")
     top = tmp_path_factory.mktemp("blind-cluster")
     work = top / "hidden"  # the tests' working copies go below it
     work.mkdir()
     scheduler_file = top / "scheduler.json"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    env = {**os.environ, **s3_server.env, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     scheduler = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
                                   "--dashboard-address", ":0", "--scheduler-file", str(scheduler_file)],
                                  env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)

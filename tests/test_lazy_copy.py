@@ -4,6 +4,7 @@ large ones in the bucket until something reads them through `bhds.storage`."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -191,3 +192,71 @@ def test_a_dataset_over_a_folder_fetches_its_placeholders(published, reader) -> 
     table = storage.open_dataset(folder).to_table()  # pyarrow lists the folder and reads it itself
     expected = pq.read_table(pa.BufferReader(content["klines/BTCUSDT/1m/202001.pqt"]))
     assert table.num_rows == 1440 and table.equals(expected)
+
+
+def test_lazy_sync_turned_off_fetches_the_placeholders_left(published, reader) -> None:
+    """BHDS_LAZY_SYNC=0 on a copy that has placeholders: the index stays in force and the sync
+    fetches them (before: left as zeros that a command would have read)."""
+    store, _, content = published
+    layout, tree, index = reader
+    assert index.count() == 2
+    full = lazy.Index(lazy.index_path(layout.root), making=False)
+    try:
+        sync_down(store, layout, tree, placeholders=full)
+        assert not any(full.holds(tree / rel) for rel in content)
+    finally:
+        full.close()
+    assert {p.relative_to(tree).as_posix(): p.read_bytes() for p in tree.rglob("*") if p.is_file()} == content
+
+
+def test_same_bytes_compares_placeholders_by_etag(published, reader) -> None:
+    """`generate` keeps a rebuilt file's predecessor when the bytes are equal: two placeholders of one
+    object are equal without a fetch; a placeholder and a real file compare by their bytes."""
+    _, _, content = published
+    _, tree, index = reader
+    zip_path = tree / "zips" / ZIP
+    linked = tree / "zips" / "linked.zip"
+    storage.link_or_copy(zip_path, linked)
+    before = lazy.fetched()
+    assert storage.same_bytes(zip_path, linked) and lazy.fetched() == before
+    other = tree / "other.zip"
+    other.write_bytes(content[f"zips/{ZIP}"][:-1] + b"x")
+    assert not storage.same_bytes(zip_path, other)  # the old code compared the placeholder's zeros
+    other.write_bytes(content[f"zips/{ZIP}"])
+    assert storage.same_bytes(linked, other)
+
+
+def test_a_detached_task_sends_a_linked_placeholder_by_its_key(published, reader, s3_server, tmp_path: Path) -> None:
+    """On a worker without the client's folder, a task that links a carried-over file (a placeholder)
+    into its outputs returns that file's object key, and uploads only what it wrote itself: never
+    a placeholder's zeros (`detached._upload`)."""
+    from bhds.objstore import detached
+    from bhds.storage import journal
+
+    store, url, content = published
+    worker_root = tmp_path / "worker" / "binance_data"
+    manifest = read_manifest(store, "parsed_data/spot")
+    listing = {"parsed_data/spot": manifest.objects}
+    key = paths.store_key(".bhds", "_g000001.test0000/snapshot-x.json")
+    store.put(key, json.dumps(listing).encode())
+    snap = detached.Snapshot("x", key, str(worker_root), url, access(s3_server).without_secrets(),
+                             str(tmp_path / "no-client-marker"), {"parsed_data/spot": "_g000002.test0000"},
+                             {"parsed_data/spot": manifest.generation})
+    tree = worker_root / "parsed_data" / "spot"
+
+    def task(_: object) -> str:
+        storage.link_or_copy(tree / "zips" / ZIP, tree / "staging.bhds-build" / ZIP)  # carried over
+        storage.write_bytes(b"built here" * 1000, tree / "built.bin")
+        return "done"
+
+    try:
+        outputs = detached.run_task(task, None, snap)
+    finally:
+        lazy.activate(None)
+    assert isinstance(outputs, detached.Outputs) and outputs.result == "done" and journal._current.get() is None
+    sent = {Path(name).relative_to(tree).as_posix(): (k, etag) for name, k, etag, _, _ in outputs.written}
+    published_key = paths.store_key("parsed_data/spot", manifest.objects[f"zips/{ZIP}"]["key"])
+    assert sent[f"staging.bhds-build/{ZIP}"] == (published_key, manifest.objects[f"zips/{ZIP}"]["etag"])
+    assert sent["built.bin"][0] == paths.store_key("parsed_data/spot", "_g000002.test0000/built.bin")
+    assert store.read(sent["built.bin"][0])[0] == b"built here" * 1000
+    assert not [k for k in store.list("binance_data/parsed_data/spot/_g000002.test0000/") if ZIP in k]

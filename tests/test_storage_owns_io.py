@@ -64,8 +64,8 @@ def _raw_io(call: ast.Call, aliases: dict[str, str]) -> str | None:
         module, _, attr = name.rpartition(".")
         if module == "os" and attr in OS_CALLS:
             return f"os.{attr}()"
-        if module == "shutil":
-            return f"shutil.{attr}()"
+        if module in ("shutil", "filecmp"):  # filecmp reads both files' bytes
+            return f"{module}.{attr}()"
         if module == "pyarrow.parquet" and attr in PARQUET_CALLS:
             return f"pyarrow.parquet.{attr}()"
         if name in ("zipfile.ZipFile", "io.open", "builtins.open", "pyarrow.dataset.dataset"):
@@ -105,7 +105,7 @@ def test_only_the_storage_layer_does_file_io() -> None:
 
 def test_the_check_finds_each_kind_of_call() -> None:
     source = """
-import os, shutil, zipfile
+import filecmp, os, shutil, zipfile
 import pyarrow.parquet as pq
 from pathlib import Path
 open("x")
@@ -113,6 +113,7 @@ os.replace("a", "b")
 shutil.rmtree("d")
 pq.ParquetFile("f")
 zipfile.ZipFile("z")
+filecmp.cmp("a", "b")
 Path("p").unlink()
 Path("p").write_bytes(b"")
 "x".replace("a", "b")
@@ -121,7 +122,7 @@ Path("p").write_bytes(b"")
     aliases = _aliases(tree)
     kinds = [what for node in ast.walk(tree) if isinstance(node, ast.Call) and (what := _raw_io(node, aliases))]
     assert kinds == ["open()", "os.replace()", "shutil.rmtree()", "pyarrow.parquet.ParquetFile()", "zipfile.ZipFile()",
-                     ".unlink()", ".write_bytes()"]
+                     "filecmp.cmp()", ".unlink()", ".write_bytes()"]
 
 
 def test_every_allowed_module_exists() -> None:

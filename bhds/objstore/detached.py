@@ -59,6 +59,7 @@ class Session:
         # them as uploaded (not again) while unchanged.
         self.staged: dict[str, tuple[int, int, str, str]] = {}
         self.read_folders: dict[Path, str] = {}
+        self.snapshots: list[str] = []  # keys of the listings uploaded for workers, deleted at the end
         self.marker = paths.client_marker(layout, secrets.token_hex(8))
         self.index: lazy.Index | None = None
 
@@ -84,22 +85,27 @@ def session(value: Session) -> Iterator[Session]:
     finally:
         _session = None
         storage.remove(value.marker)
+        if value.snapshots:
+            value.store.delete(value.snapshots)
 
 
 class Snapshot:
-    """What a worker needs to make its copy equal to the client's: per tree, file -> object."""
+    """What a worker needs to make its copy equal to the client's. The listing itself (per tree,
+    file -> object; as large as the trees' manifests) is an object in the bucket (`key`), read only
+    by a machine whose copy is not at this snapshot yet: tasks stay small, and a worker that
+    joins or restarts mid-round finds it there."""
 
-    __slots__ = ("id", "data_root", "url", "access", "marker", "trees", "folders", "generations")
+    __slots__ = ("id", "key", "data_root", "url", "access", "marker", "folders", "generations")
 
-    def __init__(self, data_root: str, url: str, access: StoreAccess | None, marker: str, trees: dict[str, dict[str, dict]],
+    def __init__(self, id: str, key: str, data_root: str, url: str, access: StoreAccess | None, marker: str,  # noqa: A002
                  folders: dict[str, str], generations: dict[str, int]) -> None:
-        self.data_root, self.url, self.access, self.marker = data_root, url, access, marker
-        self.trees, self.folders, self.generations = trees, folders, generations
-        self.id = hashlib.sha256(json.dumps([trees, folders], sort_keys=True).encode()).hexdigest()[:16]
+        self.id, self.key, self.data_root, self.url, self.access, self.marker = id, key, data_root, url, access, marker
+        self.folders, self.generations = folders, generations
 
 
-def snapshot(s: Session) -> Snapshot:
-    """List the client's copy of the command's trees as objects, uploading what only the client holds."""
+def snapshot(s: Session, access: StoreAccess | None) -> Snapshot:
+    """List the client's copy of the command's trees as objects, uploading what only the client holds.
+    `access` is what the workers get (without keys: they use their own)."""
     listing: dict[str, dict[str, dict]] = {}
     uploads: list[tuple[Path, str, str, int, int]] = []  # (path, tree, full key, size, mtime)
     folders = {paths.store_tree_name(s.layout, tree): folder for tree, folder in s.folders.items()}
@@ -132,8 +138,18 @@ def snapshot(s: Session) -> Snapshot:
             listing[tree][rel] = {"key": key.removeprefix(paths.store_key(tree, "")), "etag": etags[key], "size": size, "mtime_ns": mtime}
         log.info("uploaded %d file(s) of this run for the cluster's workers", len(uploads))
     generations = {paths.store_tree_name(s.layout, tree): base.generation for tree, base in s.bases.items()}
+    body = json.dumps(listing, sort_keys=True).encode()
+    snap_id = hashlib.sha256(body).hexdigest()[:16]
+    # In the run's folder of `.bhds` (always written): a killed run's is collected with its uploads.
+    state = s.layout.state_dir
+    folder = s.folders.get(state) or s.read_folders.setdefault(state, paths.store_generation_dir(
+        s.bases[state].generation + 1 if state in s.bases else 1, secrets.token_hex(4)))
+    key = paths.store_key(paths.store_tree_name(s.layout, state), f"{folder}/snapshot-{snap_id}.json")
+    if key not in s.snapshots:
+        s.store.put(key, body)
+        s.snapshots.append(key)
     assert s.store.url is not None
-    return Snapshot(str(s.layout.root), s.store.url, s.access, str(s.marker), listing, folders, generations)
+    return Snapshot(snap_id, key, str(s.layout.root), s.store.url, access, str(s.marker), folders, generations)
 
 
 class Outputs:
@@ -190,7 +206,7 @@ def run_task(func: Callable[[Any], Any], item: Any, snap: Snapshot) -> Any:
 
     context = lazy.LazyContext(str(lazy.index_path(Path(snap.data_root))), snap.url, snap.access)
     if os.path.exists(snap.marker):  # the client's own folder: work in it, as without a bucket
-        lazy.activate(context)
+        lazy.activate_in_task(context)
         return func(item)
     layout = Layout(Path(snap.data_root))
     sync_dir = lazy.index_path(layout.root).parent
@@ -205,11 +221,13 @@ def run_task(func: Callable[[Any], Any], item: Any, snap: Snapshot) -> Any:
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
                 if _synced_id(sync_dir) != snap.id:
+                    # Cleared first: a copy left half made (a killed worker) names no snapshot.
+                    (sync_dir / "worker-snapshot").unlink(missing_ok=True)
                     _make_copy(snap, layout)
                     (sync_dir / "worker-snapshot").write_text(snap.id)
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
-        lazy.activate(context)
+        lazy.activate_in_task(context)
         with journal.recording() as record:
             result = func(item)
         return Outputs(result, _upload(snap, list(record.written)), sorted(record.removed) + sorted(record.removed_trees))
@@ -233,9 +251,16 @@ def _make_copy(snap: Snapshot, layout: Layout) -> None:
         if index is None:
             index = _worker_index[snap.data_root] = lazy.Index(lazy.index_path(layout.root))
     store = open_store(snap.url, snap.access)
-    for tree, objects in snap.trees.items():
+    found = store.read(snap.key)
+    if found is None:
+        raise RuntimeError(f"the listing {snap.key} of this run is gone from the store (the run ended?)")
+    for tree, objects in json.loads(found[0]).items():
         tree_dir = layout.root / tree
         tree_dir.mkdir(parents=True, exist_ok=True)
+        if not paths.sync_record(layout, tree).exists():
+            # A worker's copy never holds anyone's data: what a killed first copy or a failed task left
+            # is removed like any file the snapshot does not list (`make_equal` refuses to without a record).
+            _save_record(layout, tree, 0, {}, None)
         files, counts = make_equal(store, layout, tree_dir, objects, _load_record(layout, tree), index)
         _save_record(layout, tree, snap.generations.get(tree, 0), files, None)
         if any(counts):
@@ -246,12 +271,14 @@ def _upload(snap: Snapshot, written: list[str]) -> list[tuple[str, str, str, int
     from bhds.objstore.store import open_store
 
     layout = Layout(Path(snap.data_root))
-    items = []
+    items: list[tuple[str, str]] = []
+    linked: list[tuple[str, str, str, int, int]] = []
     state = os.fspath(layout.state_dir) + os.sep
     for name in written:
         if name.startswith(state) and paths.store_skips(paths.store_tree_name(layout, layout.state_dir), name[len(state):]):
             continue  # the machine's own bookkeeping (link templates, locks)
-        tree = next((t for t in snap.trees if name.startswith(os.fspath(layout.root / t) + os.sep)), None)
+        tree = next((t for t in snap.generations if not name.startswith(state) and name.startswith(os.fspath(layout.root / t) + os.sep)),
+                    None)
         if tree is None:
             raise RuntimeError(f"a task wrote {name}, outside the trees this command publishes; run it without "
                                "a remote scheduler and report this")
@@ -262,11 +289,16 @@ def _upload(snap: Snapshot, written: list[str]) -> list[tuple[str, str, str, int
         folder = snap.folders.get(tree)
         if folder is None:
             raise RuntimeError(f"a task wrote {name} in {tree}, a tree this command only reads")
+        held = lazy.placeholder_object(name)
+        if held is not None:  # a link to a placeholder (a carried-over file): its bytes are that object's
+            st = os.stat(name)
+            linked.append((name, held[0], held[1], st.st_size, st.st_mtime_ns))
+            continue
         items.append((name, paths.store_key(tree, f"{folder}/{rel}")))
+    out = linked
     if not items:
-        return []
+        return out
     etags = open_store(snap.url, snap.access).put_files([(Path(name), key) for name, key in items])
-    out = []
     for name, key in items:
         st = os.stat(name)
         out.append((name, key, etags[key], st.st_size, st.st_mtime_ns))

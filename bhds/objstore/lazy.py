@@ -20,8 +20,9 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterable, Iterator
+from contextvars import ContextVar
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # every storage read imports this module: it loads nothing else until a placeholder exists
     import sqlite3
@@ -43,23 +44,30 @@ class LazyContext:
         self.index, self.url, self.access = index, url, access
 
 
-_context: LazyContext | None = None
-_local = threading.local()  # per thread: its SQLite connection and store
+_UNSET: Any = object()
+_context: LazyContext | None = None  # the process's: a command's, or a pool process's
+# A Dask task's, in its thread: a worker process may run tasks of several commands at once. Threads
+# a task starts without copying its context fall back to the process's (the last task's).
+_task_context: ContextVar[Any] = ContextVar("bhds_placeholders", default=_UNSET)
+_local = threading.local()  # per thread: SQLite connections and stores, by index and URL
 _fetched = 0  # placeholders this process fetched (for tests and the log)
 
 
 def current() -> LazyContext | None:
-    return _context
+    value = _task_context.get()
+    return _context if value is _UNSET else value
 
 
 def activate(context: LazyContext | None) -> None:
     """Make this process fetch placeholders of `context`'s working copy on read (None: none)."""
     global _context
-    same = (context is None and _context is None) or (
-        context is not None and _context is not None and (context.index, context.url) == (_context.index, _context.url))
     _context = context
-    if not same:  # another working copy or store: drop this thread's connections to the old one
-        _local.__dict__.clear()
+
+
+def activate_in_task(context: LazyContext | None) -> None:
+    """`activate` for this thread's task (a Dask worker thread), and for the process as a fallback."""
+    activate(context)
+    _task_context.set(context)
 
 
 def fetched() -> int:
@@ -87,32 +95,33 @@ def _connect(index: str) -> sqlite3.Connection:
     return conn
 
 
-def _conn() -> sqlite3.Connection:
-    conn = getattr(_local, "conn", None)
-    if conn is None or getattr(_local, "pid", None) != os.getpid():
-        assert _context is not None
-        conn = _local.conn = _connect(_context.index)
-        _local.pid = os.getpid()
+def _conn(context: LazyContext) -> sqlite3.Connection:
+    conns = _local.__dict__.setdefault("conns", {})
+    key = (os.getpid(), context.index)
+    conn = conns.get(key)
+    if conn is None:
+        conn = conns[key] = _connect(context.index)
     return conn
 
 
-def _store() -> ObjectStore:
-    store = getattr(_local, "store", None)
-    if store is None or getattr(_local, "store_pid", None) != os.getpid():
+def _store(context: LazyContext) -> ObjectStore:
+    stores = _local.__dict__.setdefault("stores", {})
+    key = (os.getpid(), context.url)
+    store = stores.get(key)
+    if store is None:
         from bhds.objstore.store import open_store
 
-        assert _context is not None
-        store = _local.store = open_store(_context.url, _context.access)
-        _local.store_pid = os.getpid()
+        store = stores[key] = open_store(context.url, context.access)
     return store
 
 
 class Index:
     """The client's side of the index: placeholders are made and forgotten here (one writer, the command)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, making: bool = True) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.conn = _connect(os.fspath(path))
+        self.making = making  # False (BHDS_LAZY_SYNC=0): a sync fetches files, placeholders included
 
     def close(self) -> None:
         self.conn.close()
@@ -165,6 +174,10 @@ class Index:
                 self.conn.execute("BEGIN IMMEDIATE")
                 self.conn.executemany("DELETE FROM placeholder WHERE dev = ? AND ino = ?", stale)
 
+    def inodes(self, tree: str) -> set[tuple[int, int, int, int]]:
+        """(dev, inode, size, mtime_ns) of `tree`'s placeholders."""
+        return set(self.conn.execute("SELECT dev, ino, size, mtime_ns FROM placeholder WHERE tree = ?", (tree,)))
+
     def holds(self, path: Path) -> bool:
         """Whether `path` is a placeholder now."""
         try:
@@ -178,12 +191,12 @@ class Index:
         return self.conn.execute("SELECT count(*) FROM placeholder").fetchone()[0]
 
 
-def _entry(path: Path | str) -> tuple[os.stat_result, str, str] | None:
+def _entry(context: LazyContext, path: Path | str) -> tuple[os.stat_result, str, str] | None:
     try:
         st = os.stat(path)
     except OSError:
         return None  # the caller's own read names the problem
-    row = _conn().execute("SELECT size, mtime_ns, key, etag FROM placeholder WHERE dev = ? AND ino = ?",
+    row = _conn(context).execute("SELECT size, mtime_ns, key, etag FROM placeholder WHERE dev = ? AND ino = ?",
                           (st.st_dev, st.st_ino)).fetchone()
     if row is None or (row[0], row[1]) != (st.st_size, st.st_mtime_ns):
         return None  # a real file (or one rewritten since it was a placeholder)
@@ -202,71 +215,76 @@ def parquet_footer(path: Path | str) -> bytes | None | object:
     Planners read footers (is a partition whole, what was a file built from) of every output: a
     placeholder answers from one ranged read of its object's tail, kept in the index, and stays one.
     """
-    if _context is None:
+    context = current()
+    if context is None:
         return NOT_A_PLACEHOLDER
     try:
         st = os.stat(path)
     except OSError:
         return NOT_A_PLACEHOLDER
-    row = _conn().execute("SELECT size, mtime_ns, key, footer FROM placeholder WHERE dev = ? AND ino = ?",
+    row = _conn(context).execute("SELECT size, mtime_ns, key, footer FROM placeholder WHERE dev = ? AND ino = ?",
                           (st.st_dev, st.st_ino)).fetchone()
     if row is None or (row[0], row[1]) != (st.st_size, st.st_mtime_ns):
         return NOT_A_PLACEHOLDER
     size, _, key, footer = row
     if footer is None:
-        footer = _read_footer(key, size)
-        _conn().execute("UPDATE placeholder SET footer = ? WHERE dev = ? AND ino = ?", (footer, st.st_dev, st.st_ino))
+        footer = _read_footer(_store(context), key, size)
+        _conn(context).execute("UPDATE placeholder SET footer = ? WHERE dev = ? AND ino = ?", (footer, st.st_dev, st.st_ino))
     return footer or None
 
 
-def _read_footer(key: str, size: int) -> bytes:
+def _read_footer(store: ObjectStore, key: str, size: int) -> bytes:
     """The framed footer of object `key` (b"" when it does not end like Parquet), in one or two ranged reads."""
     if size < 12:
         return b""
-    tail = _store().read_tail(key, size, min(size, FOOTER_GUESS))
+    tail = store.read_tail(key, size, min(size, FOOTER_GUESS))
     if tail[-4:] != PARQUET_MAGIC:
         return b""
     length = int.from_bytes(tail[-8:-4], "little")
     if length + 8 > size - 4:
         return b""
     if length + 8 > len(tail):
-        tail = _store().read_tail(key, size, length + 8)
+        tail = store.read_tail(key, size, length + 8)
     return PARQUET_MAGIC + tail[-8 - length:]
 
 
 def placeholder_object(path: Path | str) -> tuple[str, str] | None:
     """(store key, ETag) of the object whose bytes the placeholder `path` stands for; None for any other file."""
-    if _context is None:
+    context = current()
+    if context is None:
         return None
-    found = _entry(path)
+    found = _entry(context, path)
     return None if found is None else (found[1], found[2])
 
 
 def is_placeholder(path: Path | str) -> bool:
-    return _context is not None and _entry(path) is not None
+    context = current()
+    return context is not None and _entry(context, path) is not None
 
 
 def ensure_local(path: Path | str) -> None:
     """Fetch `path` if it is a placeholder, so it can be read; nothing else (one stat and lookup)."""
-    if _context is None:
+    context = current()
+    if context is None:
         return
-    found = _entry(path)
+    found = _entry(context, path)
     if found is not None:
-        _fetch([(Path(path), *found)])
+        _fetch(context, [(Path(path), *found)])
 
 
 def ensure_local_all(paths: Iterable[Path | str]) -> None:
     """`ensure_local` for many files, fetched together (a dataset's files, a folder for DuckDB)."""
-    if _context is None:
+    context = current()
+    if context is None:
         return
-    todo = [(Path(p), *found) for p in paths if (found := _entry(p)) is not None]
+    todo = [(Path(p), *found) for p in paths if (found := _entry(context, p)) is not None]
     if todo:
-        _fetch(todo)
+        _fetch(context, todo)
 
 
 def ensure_local_tree(folder: Path | str) -> None:
     """`ensure_local_all` for every file under `folder` (for readers that list a folder themselves)."""
-    if _context is None:
+    if current() is None:
         return
     ensure_local_all(_walk(Path(folder)))
 
@@ -285,8 +303,12 @@ def _walk(folder: Path) -> Iterator[str]:
                 yield entry.path
 
 
-def _fetch(todo: list[tuple[Path, os.stat_result, str, str]]) -> None:
-    """Fetch each placeholder to a temp sibling with its mtime, and rename it over the placeholder."""
+def _fetch(context: LazyContext, todo: list[tuple[Path, os.stat_result, str, str]]) -> None:
+    """Fetch each placeholder to a temp sibling with its mtime, and rename it over the placeholder.
+
+    The index rows stay: another name of the same inode (a hard link) is still a placeholder, and a
+    row of an inode gone is dropped by the next sync (`Index.forget_except`).
+    """
     global _fetched
     import logging
     import secrets
@@ -296,7 +318,13 @@ def _fetch(todo: list[tuple[Path, os.stat_result, str, str]]) -> None:
     token = secrets.token_hex(4)
     temps = [temp_path(path, token) for path, *_ in todo]
     try:
-        _store().get_files([(key, temp) for (_, _, key, _), temp in zip(todo, temps, strict=True)])
+        try:
+            _store(context).get_files([(key, temp) for (_, _, key, _), temp in zip(todo, temps, strict=True)])
+        except FileNotFoundError as exc:
+            # Not "no such file" to the caller (which may take a missing file for "not built yet"):
+            # the object went away (a newer generation published, the old one collected).
+            raise OSError(f"{todo[0][0]}: its object is gone from the store ({exc}); a newer generation was "
+                          "published meanwhile: run the command again") from None
         for (path, st, _, _), temp in zip(todo, temps, strict=True):
             got = os.stat(temp).st_size
             if got != st.st_size:
@@ -311,9 +339,4 @@ def _fetch(todo: list[tuple[Path, os.stat_result, str, str]]) -> None:
             except FileNotFoundError:
                 pass
     _fetched += len(todo)
-    # An inode with another name (a hard link into a staging tree or a kept previous tree) is still
-    # a placeholder under that name: only a placeholder with one name is forgotten.
-    done = [(st.st_dev, st.st_ino) for _, st, _, _ in todo if st.st_nlink == 1]
-    if done:
-        _conn().executemany("DELETE FROM placeholder WHERE dev = ? AND ino = ?", done)
     logging.getLogger("bhds").debug("fetched %d placeholder(s), e.g. %s", len(todo), todo[0][0])

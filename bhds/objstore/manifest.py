@@ -20,7 +20,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -198,14 +198,18 @@ def make_equal(store: ObjectStore, layout: Layout, tree_dir: Path, objects: dict
     local = local_files(tree_dir, tree, inodes)
     fetch = []
     retime = []  # files already equal to their object whose mtime is not the published one
+    # BHDS_LAZY_SYNC=0 after placeholders were made: they are fetched now like changed files.
+    unwanted = set() if placeholders is None or placeholders.making else placeholders.inodes(tree)
     for rel, obj in objects.items():
         known = record["files"].get(rel)
         if known is None or known[0] != obj["etag"] or tuple(known[1:]) != local.get(rel):
             fetch.append(rel)
+        elif unwanted and (*inodes[rel], *local[rel]) in unwanted:
+            fetch.append(rel)
         elif "mtime_ns" in obj and local[rel][1] != obj["mtime_ns"]:
             retime.append(rel)
     deferred: list[str] = []  # fetched when read
-    if placeholders is not None:
+    if placeholders is not None and placeholders.making:
         deferred = [rel for rel in fetch if objects[rel]["size"] >= lazy.MIN_LAZY_BYTES]
         fetch = [rel for rel in fetch if objects[rel]["size"] < lazy.MIN_LAZY_BYTES]
         now = time.time_ns()  # for a manifest from before `mtime_ns`: a fetch would have given the fetch time
@@ -274,12 +278,14 @@ def _prune_empty(top: Path, folder: Path) -> None:
 
 
 def publish(store: ObjectStore, layout: Layout, tree_dir: Path, base: Manifest,
-            still_held: Callable[[], bool] = lambda: True, folder: str | None = None) -> Manifest:
+            still_held: Callable[[], bool] = lambda: True, folder: str | None = None,
+            staged: Mapping[str, tuple[int, int, str, str]] | None = None) -> Manifest:
     """Publish the local tree as the generation after `base` (the one the run synced from), if anything changed.
 
     `still_held` is asked just before the manifest is replaced: a run that lost its lease stops there.
     `folder` is the run's generation folder, where cluster workers may have uploaded outputs already
-    (`objstore.detached`); by default a new one.
+    (`objstore.detached`); by default a new one. `staged`: files this run uploaded already, path ->
+    (size, mtime_ns, key, ETag), listed as they are while unchanged.
     """
     tree = base.tree
     record = _load_record(layout, tree)
@@ -302,6 +308,8 @@ def publish(store: ObjectStore, layout: Layout, tree_dir: Path, base: Manifest,
                 keep[rel] = {**obj, "mtime_ns": stat[1]}
             else:
                 placed[rel] = {"key": key, "etag": held[1], "size": stat[0], "mtime_ns": stat[1]}
+        elif staged and (hit := staged.get(os.fspath(tree_dir / rel))) is not None and hit[:2] == stat:
+            placed[rel] = {"key": hit[2].removeprefix(paths.store_key(tree, "")), "etag": hit[3], "size": stat[0], "mtime_ns": stat[1]}
         elif obj is not None and "-" not in obj["etag"] and obj["size"] == stat[0] and _md5(tree_dir / rel) == obj["etag"]:
             keep[rel] = {**obj, "mtime_ns": stat[1]}  # rewritten with the same bytes: only its mtime is new
         else:
@@ -340,6 +348,12 @@ def publish(store: ObjectStore, layout: Layout, tree_dir: Path, base: Manifest,
     _keep_manifest(layout, tree, data)
     _save_record(layout, tree, generation, {rel: [obj["etag"], *local[rel]] for rel, obj in new.objects.items()}, new.etag)
     _collect(store, new)  # just published: its collection cannot have run
+    if placed:
+        # Worker uploads this generation does not list (a file a later task replaced or removed, an
+        # output whose result never came back) were never published: no reader can need them.
+        own = paths.store_key(tree, f"{folder}/")
+        stray = sorted(set(store.list(own)) - {paths.store_key(tree, obj["key"]) for obj in objects.values()})
+        store.delete(stray)
     log.info("%s: published generation %d (%d files uploaded, %d uploaded by workers, %d kept, %d re-timed)",
              tree, generation, len(upload), len(placed), len(keep), len(retimed))
     return new

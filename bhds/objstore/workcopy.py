@@ -131,7 +131,8 @@ def run_in_working_copy(settings: Settings, target: str, kwargs: Mapping[str, An
         if writes:
             _checkpoint(layout.state_db)
         for tree in writes:
-            publish(store, layout, tree, bases[tree], still_held=leases[tree].renew, folder=folders[tree])
+            publish(store, layout, tree, bases[tree], still_held=leases[tree].renew, folder=folders[tree],
+                    staged=work.staged if index is not None else None)
     return summary
 
 
@@ -139,14 +140,17 @@ def run_in_working_copy(settings: Settings, target: str, kwargs: Mapping[str, An
 def _placeholders(settings: Settings, layout: Layout) -> Iterator[lazy.Index | None]:
     """The working copy's placeholder index, active in this process for the command (None: a full copy).
 
-    Off with BHDS_LAZY_SYNC=0, and for a store only this process can reach (`memory://`).
+    BHDS_LAZY_SYNC=0 makes no new placeholders; none for a store only this process can reach (`memory://`).
     """
     assert settings.store_url is not None
-    if not (settings.store and settings.store.lazy_sync) or not lazy.supports(settings.store_url):
+    path = lazy.index_path(layout.root)
+    making = bool(settings.store and settings.store.lazy_sync)
+    if not lazy.supports(settings.store_url) or not (making or path.exists()):
         yield None
         return
-    path = lazy.index_path(layout.root)
-    index = lazy.Index(path)
+    # With BHDS_LAZY_SYNC=0 an existing index stays active: the placeholders an earlier sync made
+    # are fetched by this sync (`make_equal`), never read as zeros.
+    index = lazy.Index(path, making=making)
     lazy.activate(lazy.LazyContext(str(path), settings.store_url, settings.store))
     try:
         yield index

@@ -28,6 +28,7 @@ from bhds.storage.files import (
     remove_all,
     remove_tree,
     replace_file,
+    same_bytes,
     sha256_file,
     sweep_temp_files,
     write_bytes,
@@ -62,7 +63,7 @@ __all__ = [
     "add_link", "append_line", "atomic_path", "create_empty", "ends_like_parquet", "ensure_local", "ensure_local_all", "ensure_local_tree", "files_signature", "footer_frame", "footer_value",
     "link_or_copy", "numeric_encodings", "numeric_write_options", "open_dir", "open_dataset", "open_parquet", "open_scratch", "open_zip",
     "parquet_metadata", "parquet_schema", "parquet_writer", "read_bytes", "read_json", "read_rows", "read_small",
-    "read_table", "recover_dir", "remove", "remove_all", "remove_tree", "replace_dir", "replace_file", "sha256_file",
+    "read_table", "recover_dir", "remove", "remove_all", "remove_tree", "replace_dir", "replace_file", "same_bytes", "sha256_file",
     "stage_lock", "stage_locks", "try_lock", "sweep_temp_files", "write_bytes", "write_joined", "write_json", "write_table",
     "write_table_numeric",
 ]

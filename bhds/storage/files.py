@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from bhds.errors import DataError, disk_full, is_disk_full
-from bhds.objstore.lazy import ensure_local
+from bhds.objstore.lazy import ensure_local, placeholder_object
 from bhds.storage import journal
 from bhds.paths import TEMP_MARKER, temp_path
 
@@ -208,6 +208,20 @@ def sha256_file(path: Path, chunk_bytes: int = CHUNK_BYTES) -> tuple[str, int]:
         return digest.hexdigest(), size
     finally:
         os.close(fd)
+
+
+def same_bytes(a: Path, b: Path) -> bool:
+    """Whether two files of the same size hold the same bytes. Two placeholders of a working copy
+    compare by their objects' ETags, without a fetch (a multipart ETag may differ for equal bytes:
+    then they count as different, which costs a rebuild, never a wrong file)."""
+    import filecmp
+
+    held_a, held_b = placeholder_object(a), placeholder_object(b)
+    if held_a is not None and held_b is not None:
+        return held_a[1] == held_b[1]
+    ensure_local(a)
+    ensure_local(b)
+    return filecmp.cmp(a, b, shallow=False)
 
 
 def open_zip(source: Path | bytes | BinaryIO) -> zipfile.ZipFile:

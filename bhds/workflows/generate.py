@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import filecmp
 import logging
 import multiprocessing
 import re
@@ -170,7 +169,7 @@ def _keep_if_identical(previous: Path, rebuilt: Path) -> None:
     try:
         if previous.samefile(rebuilt):  # carried over as a link already
             return
-        if previous.stat().st_size == rebuilt.stat().st_size and filecmp.cmp(previous, rebuilt, shallow=False):
+        if previous.stat().st_size == rebuilt.stat().st_size and storage.same_bytes(previous, rebuilt):
             storage.link_or_copy(previous, rebuilt)
     except FileNotFoundError:
         pass
