@@ -70,7 +70,6 @@ def _on_worker(func: Callable[[T], R], item: T, placeholders: LazyContext | None
     global _worker_ready
     from bhds.objstore import lazy
 
-    lazy.activate_in_task(placeholders)
     if not _worker_ready:
         from bhds.parallel import init_worker
 
@@ -78,7 +77,8 @@ def _on_worker(func: Callable[[T], R], item: T, placeholders: LazyContext | None
         _worker_ready = True
     if snapshot is not None:
         return detached.run_task(func, item, snapshot)
-    return func(item)
+    with lazy.active_in_task(placeholders):
+        return func(item)
 
 
 class DaskExecutor:

@@ -10,6 +10,7 @@ the client must never hold the bytes of what the workers built.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import signal
@@ -168,3 +169,58 @@ def test_a_blind_worker_killed_mid_task_is_retried_and_the_result_is_identical(b
     assert_klines_equal(local_result(local_run, env, REGENERATE, tmp_path / "local"),
                         published_copy(url, s3_server, tmp_path / "reader"))
     assert_bucket_clean(url, s3_server)
+
+
+def test_a_reuploaded_day_of_a_split_symbol_on_blind_workers_keeps_its_older_segments(blind_run, blind_cluster, default_archive: Path,
+                                                                               s3_server, tmp_path: Path) -> None:
+    """A re-uploaded day of a split symbol, rebuilt by a worker without the client's folder: the older
+    segments come out byte for byte the same and keep their published objects (the client compares
+    the worker's upload with the placeholder by ETag: `storage.same_bytes`), the latest one is new,
+    every published object holds the bytes its ETag names (no placeholder's zeros), and the values
+    equal a full local build from the same inputs."""
+    from tests.fakebinance import reupload_corrected_hour
+
+    url = clone_store(blind_run[0], s3_server)
+    env = dict(blind_run[2], CRYPTO_BASE_DIR=url, BHDS_WORK_DIR=str(blind_cluster[1] / "extend"))
+    store = open_store(url, access(s3_server))
+    tree = "results_data/spot"
+    before = read_manifest(store, tree)
+    segments = sorted(rel for rel in before.objects if rel.startswith("klines/1m/SP"))
+    symbol = segments[0].split("_", 1)[1].removesuffix(".pqt")
+    fake, fake_env = fake_on_copy(default_archive, tmp_path / "fake")
+    try:
+        archive = tmp_path / "fake" / "bucket"
+        latest = max(archive.rglob(f"data/spot/daily/klines/{symbol}/1m/*.zip"), key=lambda p: p.name)
+        reupload_corrected_hour(archive, latest.relative_to(archive).as_posix())
+        run_env = {**env, **fake.env}
+        for argv in (("aws_kline", "download-spot", "1m"), ("aws_kline", "parse-type-all", "spot", "1m"),
+                     ("generate", "kline-type", "spot", "1m", "--split-gaps", "--with-vwap", "--no-with-funding-rates")):
+            proc = subprocess.run([sys.executable, "bhds.py", *argv], cwd=Path(__file__).resolve().parent.parent, env=run_env,
+                                  capture_output=True, text=True, timeout=600)
+            assert proc.returncode == 0 and " failed=0 " in proc.stdout, proc.stdout + proc.stderr[-3000:]
+    finally:
+        fake.stop()
+    assert " unchanged=" in proc.stdout, proc.stdout  # the other symbols were not rebuilt
+    after = read_manifest(store, tree)
+    older = sorted(rel for rel in after.objects if rel.startswith("klines/1m/SP") and rel.endswith(f"_{symbol}.pqt"))
+    assert older
+    for rel in older:  # the older segments: the very objects published before
+        assert after.objects[rel]["key"] == before.objects[rel]["key"], rel
+    latest = f"klines/1m/{symbol}.pqt"  # the latest segment keeps the plain name
+    assert after.objects[latest]["key"] != before.objects[latest]["key"]
+    for rel, obj in after.objects.items():
+        data = store.read(paths.store_key(tree, obj["key"]))[0]
+        assert len(data) == obj["size"] and data.strip(b"\0"), rel
+        if "-" not in obj["etag"]:
+            assert hashlib.md5(data).hexdigest() == obj["etag"], rel
+    # The same inputs built from scratch on a local root give the same values.
+    published = published_copy(url, s3_server, tmp_path / "reader")
+    scratch = tmp_path / "scratch" / "binance_data"
+    shutil.copytree(published, scratch, ignore=shutil.ignore_patterns("results_data", ".bhds"))  # inputs only: all built anew
+    local_env = {k: v for k, v in env.items() if k not in ("BHDS_WORK_DIR", "DASK_SCHEDULER_ADDRESS")}
+    local_env["CRYPTO_BASE_DIR"] = str(scratch.parent)
+    proc = subprocess.run([sys.executable, "bhds.py", "generate", "kline-type", "spot", "1m", "--split-gaps", "--with-vwap",
+                           "--no-with-funding-rates"], cwd=Path(__file__).resolve().parent.parent, env=local_env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert_klines_equal(scratch, published)

@@ -253,6 +253,7 @@ def test_a_detached_task_sends_a_linked_placeholder_by_its_key(published, reader
         outputs = detached.run_task(task, None, snap)
     finally:
         lazy.activate(None)
+    assert lazy.current() is None  # the task's context did not outlive it in this thread
     assert isinstance(outputs, detached.Outputs) and outputs.result == "done" and journal._current.get() is None
     sent = {Path(name).relative_to(tree).as_posix(): (k, etag) for name, k, etag, _, _ in outputs.written}
     published_key = paths.store_key("parsed_data/spot", manifest.objects[f"zips/{ZIP}"]["key"])

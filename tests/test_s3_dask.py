@@ -9,6 +9,7 @@ One LocalCluster (test_dask's fixture) and one moto server (the session's) serve
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,7 +26,7 @@ from bhds.objstore.store import open_store
 from bhds.paths import TEMP_MARKER
 from bhds.workflows import generate
 from tests.conftest import fake_on_copy
-from tests.test_dask import TASK_PREFIX, _die_once, cluster  # noqa: F401  (cluster: a fixture)
+from tests.test_dask import TASK_PREFIX, _die_once
 from tests.test_e2e_scripts import SCRIPTS, pipeline, run_scripts  # noqa: F401  (pipeline: a fixture)
 from tests.test_e2e_store import (access, assert_bucket_clean, assert_klines_equal, assert_same_values, bucket_keys,
                                   local_result, local_run, published_copy, s3_client)  # noqa: F401  (local_run: a fixture)
@@ -34,6 +35,18 @@ REPO = Path(__file__).resolve().parent.parent
 TREE = "results_data/spot"
 # A generate whose results differ from the scripts' (no VWAP): every symbol is rebuilt, as tasks.
 REGENERATE = ("generate", "kline-type", "spot", "1m", "--no-with-vwap", "--no-with-funding-rates")
+
+
+@pytest.fixture(scope="module")
+def cluster(s3_server):
+    """A real scheduler with two worker processes of one thread each, and a client to watch it. The
+    workers (and any a nanny restarts) have the bucket's variables, as on a real cluster: tasks carry
+    the store's URL and endpoint, never its keys."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+                      env=dict(s3_server.env)) as local, Client(local) as client:
+        yield local, client
 
 
 @pytest.fixture(scope="module")
@@ -169,22 +182,24 @@ def blind_scheduler(tmp_path: Path):
             worker.wait(30)
 
 
-def test_workers_that_do_not_see_the_working_copy_stop_the_run_before_any_task(s3_dask_run, s3_server,
-                                                                                 blind_scheduler) -> None:
-    """A remote worker writing into its own folder of that name would report success for outputs the
-    client never publishes: the command says so in one line and publishes nothing."""
+def test_with_a_local_root_workers_that_do_not_see_it_stop_the_run_before_any_task(s3_dask_run, local_run,  # noqa: F811
+                                                                                     blind_scheduler) -> None:
+    """With a local root there is no bucket to carry outputs: a remote worker writing into its own
+    folder of that name would report success for outputs nobody sees. The command says so in one
+    line and writes nothing. (With a bucket root such workers work in copies of their own:
+    tests/test_dask_remote.py.)"""
     address, hidden = blind_scheduler
     _, _, env, _ = s3_dask_run
-    url = clone_store(s3_dask_run[0], s3_server)
-    store = open_store(url, access(s3_server))
-    old = read_manifest(store, TREE)
-    env = dict(env, CRYPTO_BASE_DIR=url, BHDS_WORK_DIR=str(hidden / "working-copy"), DASK_SCHEDULER_ADDRESS=address)
+    root = hidden / "crypto"
+    shutil.copytree(local_run.parent, root, symlinks=True)
+    before = {p: p.stat().st_mtime_ns for p in (root / "binance_data" / TREE).rglob("*") if p.is_file()}
+    env = {k: v for k, v in env.items() if k != "BHDS_WORK_DIR"}
+    env.update(CRYPTO_BASE_DIR=str(root), DASK_SCHEDULER_ADDRESS=address)
     proc = subprocess.run([sys.executable, str(REPO / "bhds.py"), *REGENERATE], env=env, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 1, proc.stderr[-2000:]
     lines = [line for line in proc.stderr.splitlines() if line.startswith("bhds: error:")]
-    assert len(lines) == 1 and "do not see the data folder" in lines[0] and str(hidden / "working-copy") in lines[0], proc.stderr
+    assert len(lines) == 1 and "do not see the data folder" in lines[0] and str(root) in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr
-    assert read_manifest(store, TREE) == old
-    assert_bucket_clean(url, s3_server)
-    assert not list(hidden.rglob(f"*{TEMP_MARKER}"))  # the probe is gone
+    assert {p: p.stat().st_mtime_ns for p in (root / "binance_data" / TREE).rglob("*") if p.is_file()} == before
+    assert not list(root.rglob(f"*{TEMP_MARKER}"))  # the probe is gone

@@ -206,8 +206,8 @@ def run_task(func: Callable[[Any], Any], item: Any, snap: Snapshot) -> Any:
 
     context = lazy.LazyContext(str(lazy.index_path(Path(snap.data_root))), snap.url, snap.access)
     if os.path.exists(snap.marker):  # the client's own folder: work in it, as without a bucket
-        lazy.activate_in_task(context)
-        return func(item)
+        with lazy.active_in_task(context):
+            return func(item)
     layout = Layout(Path(snap.data_root))
     sync_dir = lazy.index_path(layout.root).parent
     sync_dir.mkdir(parents=True, exist_ok=True)
@@ -227,8 +227,7 @@ def run_task(func: Callable[[Any], Any], item: Any, snap: Snapshot) -> Any:
                     (sync_dir / "worker-snapshot").write_text(snap.id)
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
-        lazy.activate_in_task(context)
-        with journal.recording() as record:
+        with lazy.active_in_task(context), journal.recording() as record:
             result = func(item)
         return Outputs(result, _upload(snap, list(record.written)), sorted(record.removed) + sorted(record.removed_trees))
     finally:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -64,10 +65,17 @@ def activate(context: LazyContext | None) -> None:
     _context = context
 
 
-def activate_in_task(context: LazyContext | None) -> None:
-    """`activate` for this thread's task (a Dask worker thread), and for the process as a fallback."""
+@contextmanager
+def active_in_task(context: LazyContext | None) -> Iterator[None]:
+    """`activate` for the task running in this thread (a Dask worker thread) until it returns, and for
+    the process as the fallback of threads the task starts. Reset on the way out: the thread runs
+    other commands' tasks next (and a task run in the client's own thread must not outlive itself)."""
     activate(context)
-    _task_context.set(context)
+    token = _task_context.set(context)
+    try:
+        yield
+    finally:
+        _task_context.reset(token)
 
 
 def fetched() -> int:
