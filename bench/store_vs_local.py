@@ -72,7 +72,7 @@ def main() -> None:
             # placeholders (the default) and with full copies (BHDS_LAZY_SYNC=0).
             for attempt, lazy in (("fresh", "1"), ("fresh full", "0")):
                 copy = work / f"working-copy-{lazy}"
-                rows[("s3", attempt)] = run_scripts(dict(base, **roots["s3"], BHDS_WORK_DIR=str(copy), BHDS_LAZY_SYNC=lazy))
+                rows[("s3", attempt)] = run_scripts({**base, **roots["s3"], "BHDS_WORK_DIR": str(copy), "BHDS_LAZY_SYNC": lazy})
                 disk[attempt] = sum(p.stat().st_blocks * 512 for p in copy.rglob("*") if p.is_file())
         finally:
             server.stop()
