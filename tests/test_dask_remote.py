@@ -20,7 +20,6 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import closing
-from functools import partial
 from pathlib import Path
 
 import pytest
@@ -29,14 +28,11 @@ from bhds import paths
 from bhds.objstore import lazy
 from bhds.objstore.manifest import read_manifest
 from bhds.objstore.store import open_store
-from bhds.cli import main
-from bhds.workflows import generate
 from tests.conftest import fake_on_copy
-from tests.test_dask import _die_once
 from tests.test_e2e_scripts import SCRIPTS, pipeline, run_scripts  # noqa: F401  (pipeline: a fixture)
 from tests.test_e2e_store import (access, assert_bucket_clean, assert_klines_equal, assert_same_values,  # noqa: F401
-                                  local_result, local_run, published_copy)  # (local_run: a fixture)
-from tests.test_s3_dask import REGENERATE, clone_store
+                                  local_run, published_copy)  # (local_run: a fixture)
+from tests.test_s3_dask import clone_store, regenerate_with_a_worker_killed
 
 pytest.importorskip("distributed")
 WORKERS = 2
@@ -151,24 +147,8 @@ def test_a_blind_worker_killed_mid_task_is_retried_and_the_result_is_identical(b
                                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """BTCUSDT's first attempt leaves a half-written temp file in its worker's own copy and SIGKILLs
     that worker; Dask re-runs it on the other one, and the bucket gets the local result, no temp file."""
-    url = clone_store(blind_run[0], s3_server)
-    env = blind_run[2]
-    markers = tmp_path / "markers"
-    markers.mkdir()
-    monkeypatch.setattr(generate, "run_kline_job", partial(_die_once, markers, generate.run_kline_job))
-    for key in ("CRYPTO_NJOBS", "BHDS_NOW", "BHDS_LEASE_SECONDS", *s3_server.env):
-        monkeypatch.setenv(key, env[key])
-    monkeypatch.setenv("CRYPTO_BASE_DIR", url)
-    monkeypatch.setenv("BHDS_WORK_DIR", str(blind_cluster[1] / "killed"))
-    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", blind_cluster[0])
-    with pytest.raises(SystemExit) as stopped:
-        main(list(REGENERATE))
-    assert stopped.value.code == 0
-    killed = int((markers / "BTCUSDT").read_text())
-    assert killed != os.getpid()  # a worker process died, and yet the run finished
-    assert_klines_equal(local_result(local_run, env, REGENERATE, tmp_path / "local"),
-                        published_copy(url, s3_server, tmp_path / "reader"))
-    assert_bucket_clean(url, s3_server)
+    regenerate_with_a_worker_killed(blind_run[0], blind_run[2], blind_cluster[0], blind_cluster[1] / "killed", local_run,
+                                    s3_server, tmp_path, monkeypatch)
 
 
 def test_a_reuploaded_day_of_a_split_symbol_on_blind_workers_keeps_its_older_segments(blind_run, blind_cluster, default_archive: Path,

@@ -98,16 +98,23 @@ def test_a_worker_killed_mid_task_with_a_bucket_root(s3_dask_run, local_run, s3_
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """BTCUSDT's first attempt leaves a half-written temp file in the working copy and SIGKILLs its
     worker; Dask re-runs it elsewhere, the run publishes the local result and no temp file."""
-    _, _, env, _ = s3_dask_run
-    url = clone_store(s3_dask_run[0], s3_server)
+    regenerate_with_a_worker_killed(s3_dask_run[0], s3_dask_run[2], cluster[0].scheduler_address, tmp_path / "working-copy",
+                                    local_run, s3_server, tmp_path, monkeypatch)
+
+
+def regenerate_with_a_worker_killed(store_url: str, env: dict[str, str], scheduler: str, work_dir: Path, local_run: Path,  # noqa: F811
+                                    s3_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """REGENERATE on a clone of the store at `store_url`, on `scheduler`, with BTCUSDT's first attempt
+    SIGKILLing its worker (`_die_once`): the run finishes, the bucket holds the local result and is clean."""
+    url = clone_store(store_url, s3_server)
     markers = tmp_path / "markers"
     markers.mkdir()
     monkeypatch.setattr(generate, "run_kline_job", partial(_die_once, markers, generate.run_kline_job))
     for key in ("CRYPTO_NJOBS", "BHDS_NOW", "BHDS_LEASE_SECONDS", *s3_server.env):
         monkeypatch.setenv(key, env[key])
     monkeypatch.setenv("CRYPTO_BASE_DIR", url)
-    monkeypatch.setenv("BHDS_WORK_DIR", str(tmp_path / "working-copy"))
-    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", cluster[0].scheduler_address)
+    monkeypatch.setenv("BHDS_WORK_DIR", str(work_dir))
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", scheduler)
     with pytest.raises(SystemExit) as stopped:
         main(list(REGENERATE))
     assert stopped.value.code == 0
