@@ -261,3 +261,39 @@ def test_a_detached_task_sends_a_linked_placeholder_by_its_key(published, reader
     assert sent["built.bin"][0] == paths.store_key("parsed_data/spot", "_g000002.test0000/built.bin")
     assert store.read(sent["built.bin"][0])[0] == b"built here" * 1000
     assert not [k for k in store.list("binance_data/parsed_data/spot/_g000002.test0000/") if ZIP in k]
+
+
+def test_two_runs_with_the_same_listing_get_different_snapshots(published, reader, s3_server) -> None:
+    """A run that never published may have left outputs in the workers' copies: the next run's
+    snapshot must not pass for the same one, even when its listing is the same bytes."""
+    from bhds.objstore import detached
+
+    store, _, _ = published
+    layout, tree, _ = reader
+    bases = {tree: read_manifest(store, "parsed_data/spot")}
+    one, two = (detached.Session(store, layout, access(s3_server), [tree], bases, {}) for _ in range(2))
+    first, second = detached.snapshot(one, None), detached.snapshot(two, None)
+    assert first.id != second.id
+    assert store.read(first.key)[0] == store.read(second.key)[0]  # the same listing
+
+
+def test_a_worker_copy_path_holding_someones_files_is_refused_not_emptied(published, s3_server, tmp_path: Path) -> None:
+    """A worker whose copy path already holds files bhds never synced there (someone's data folder)
+    stops the task in one line and deletes nothing."""
+    from bhds.errors import ConfigError
+    from bhds.objstore import detached
+
+    store, url, _ = published
+    worker_root = tmp_path / "worker" / "binance_data"
+    theirs = worker_root / "parsed_data" / "spot" / "klines" / "THEIRS" / "1m" / "202001.pqt"
+    theirs.parent.mkdir(parents=True)
+    theirs.write_bytes(b"someone's data")
+    manifest = read_manifest(store, "parsed_data/spot")
+    key = paths.store_key(".bhds", "_g000001.test0001/snapshot-y.json")
+    store.put(key, json.dumps({"parsed_data/spot": manifest.objects}).encode())
+    snap = detached.Snapshot("y", key, str(worker_root), url, access(s3_server).without_secrets(),
+                             str(tmp_path / "no-client-marker"), {"parsed_data/spot": "_g000002.test0001"},
+                             {"parsed_data/spot": manifest.generation})
+    with pytest.raises(ConfigError, match="never published"):
+        detached.run_task(lambda _: None, None, snap)
+    assert theirs.read_bytes() == b"someone's data"

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from bhds.settings import StoreAccess
 
 log = logging.getLogger("bhds")
+WORKER_LOCK_WAIT_S = 3600.0  # a task waits this long for a command of the worker machine's own to finish
 
 
 class Session:
@@ -139,7 +140,9 @@ def snapshot(s: Session, access: StoreAccess | None) -> Snapshot:
         log.info("uploaded %d file(s) of this run for the cluster's workers", len(uploads))
     generations = {paths.store_tree_name(s.layout, tree): base.generation for tree, base in s.bases.items()}
     body = json.dumps(listing, sort_keys=True).encode()
-    snap_id = hashlib.sha256(body).hexdigest()[:16]
+    # The run is part of the identity: a run that never published may have left its outputs in the
+    # workers' copies, and the next run's listing can be the same bytes.
+    snap_id = hashlib.sha256(body + s.marker.name.encode()).hexdigest()[:16]
     # In the run's folder of `.bhds` (always written): a killed run's is collected with its uploads.
     state = s.layout.state_dir
     folder = s.folders.get(state) or s.read_folders.setdefault(state, paths.store_generation_dir(
@@ -202,15 +205,25 @@ def run_task(func: Callable[[Any], Any], item: Any, snap: Snapshot) -> Any:
     lock of it, and a copy is made equal to another snapshot only under the exclusive lock, so
     never under a running task (whose outputs are not in the snapshot yet).
     """
-    from bhds.storage import journal
-
     context = lazy.LazyContext(str(lazy.index_path(Path(snap.data_root))), snap.url, snap.access)
     if os.path.exists(snap.marker):  # the client's own folder: work in it, as without a bucket
         with lazy.active_in_task(context):
             return func(item)
+    from bhds.storage import stage_lock
+
     layout = Layout(Path(snap.data_root))
     sync_dir = lazy.index_path(layout.root).parent
     sync_dir.mkdir(parents=True, exist_ok=True)
+    # A bhds command of this machine's own on the same working copy (same URL, default path) holds
+    # this lock exclusively while it runs: the copy is not changed under it, nor it under a task.
+    with stage_lock(layout, paths.WORKING_COPY_LOCK, WORKER_LOCK_WAIT_S, shared=True):
+        return _run_in_copy(func, item, snap, layout, sync_dir, context)
+
+
+def _run_in_copy(func: Callable[[Any], Any], item: Any, snap: Snapshot, layout: Layout, sync_dir: Path,
+                 context: lazy.LazyContext) -> Any:
+    from bhds.storage import journal
+
     fd = os.open(sync_dir / "worker.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
         while True:
@@ -229,7 +242,9 @@ def run_task(func: Callable[[Any], Any], item: Any, snap: Snapshot) -> Any:
                 fcntl.flock(fd, fcntl.LOCK_UN)
         with lazy.active_in_task(context), journal.recording() as record:
             result = func(item)
-        return Outputs(result, _upload(snap, list(record.written)), sorted(record.removed) + sorted(record.removed_trees))
+            # Inside the task's context: which written files are placeholders is this copy's index's answer.
+            written = _upload(snap, list(record.written))
+        return Outputs(result, written, sorted(record.removed) + sorted(record.removed_trees))
     finally:
         os.close(fd)  # releases the lock
 
@@ -255,11 +270,12 @@ def _make_copy(snap: Snapshot, layout: Layout) -> None:
         raise RuntimeError(f"the listing {snap.key} of this run is gone from the store (the run ended?)")
     for tree, objects in json.loads(found[0]).items():
         tree_dir = layout.root / tree
-        tree_dir.mkdir(parents=True, exist_ok=True)
-        if not paths.sync_record(layout, tree).exists():
-            # A worker's copy never holds anyone's data: what a killed first copy or a failed task left
-            # is removed like any file the snapshot does not list (`make_equal` refuses to without a record).
+        if not paths.sync_record(layout, tree).exists() and not (tree_dir.exists() and any(tree_dir.iterdir())):
+            # A new copy gets its record before any file, so that what a killed first copy leaves is
+            # removed like any file the listing does not name. A folder holding files without a record
+            # is someone's data at that path: `make_equal` refuses it in one line, never empties it.
             _save_record(layout, tree, 0, {}, None)
+        tree_dir.mkdir(parents=True, exist_ok=True)
         files, counts = make_equal(store, layout, tree_dir, objects, _load_record(layout, tree), index)
         _save_record(layout, tree, snap.generations.get(tree, 0), files, None)
         if any(counts):

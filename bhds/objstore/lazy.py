@@ -236,7 +236,11 @@ def parquet_footer(path: Path | str) -> bytes | None | object:
         return NOT_A_PLACEHOLDER
     size, _, key, footer = row
     if footer is None:
-        footer = _read_footer(_store(context), key, size)
+        try:
+            footer = _read_footer(_store(context), key, size)
+        except FileNotFoundError as exc:  # as in `_fetch`: never "no such file" to the caller
+            raise OSError(f"{path}: its object is gone from the store ({exc}); a newer generation was "
+                          "published meanwhile: run the command again") from None
         _conn(context).execute("UPDATE placeholder SET footer = ? WHERE dev = ? AND ino = ?", (footer, st.st_dev, st.st_ino))
     return footer or None
 
