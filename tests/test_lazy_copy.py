@@ -91,6 +91,7 @@ def test_a_sync_leaves_large_files_as_placeholders_that_a_read_fetches(published
     zip_path = tree / "zips" / ZIP
     assert storage.sha256_file(zip_path)[0] == hashlib.sha256(content[f"zips/{ZIP}"]).hexdigest()
     assert lazy.fetched() == before + 1 and not index.holds(zip_path)
+    assert index.count() == 1  # the fetched placeholder's row went with its inode (a reused inode number is no placeholder)
     assert os.stat(zip_path).st_mtime_ns == manifest.objects[f"zips/{ZIP}"]["mtime_ns"]  # still unchanged to planners
     assert storage.read_bytes(zip_path) == content[f"zips/{ZIP}"] and lazy.fetched() == before + 1  # read once
 
@@ -129,6 +130,7 @@ def test_a_placeholder_follows_links_and_folder_swaps(published, reader) -> None
     assert storage.read_bytes(swapped / ZIP) == content[f"zips/{ZIP}"]
     # The other name is another file now (the fetched one was renamed over the link); it is still a placeholder.
     assert index.holds(source) and storage.read_bytes(source) == content[f"zips/{ZIP}"]
+    assert not index.holds(source) and index.count() == 1  # its inode has no name left: its row is gone
 
 
 def test_a_truncated_fetch_leaves_the_placeholder(published, reader, s3_server) -> None:

@@ -318,8 +318,9 @@ def _walk(folder: Path) -> Iterator[str]:
 def _fetch(context: LazyContext, todo: list[tuple[Path, os.stat_result, str, str]]) -> None:
     """Fetch each placeholder to a temp sibling with its mtime, and rename it over the placeholder.
 
-    The index rows stay: another name of the same inode (a hard link) is still a placeholder, and a
-    row of an inode gone is dropped by the next sync (`Index.forget_except`).
+    A placeholder's index row is dropped once its inode has no name left (checked on a descriptor
+    held across the rename: with no name, nobody can link it any more). Another name of the same
+    inode (a hard link) keeps it a placeholder under that name.
     """
     global _fetched
     import logging
@@ -329,6 +330,7 @@ def _fetch(context: LazyContext, todo: list[tuple[Path, os.stat_result, str, str
 
     token = secrets.token_hex(4)
     temps = [temp_path(path, token) for path, *_ in todo]
+    gone: list[tuple[int, int]] = []
     try:
         try:
             _store(context).get_files([(key, temp) for (_, _, key, _), temp in zip(todo, temps, strict=True)])
@@ -343,12 +345,20 @@ def _fetch(context: LazyContext, todo: list[tuple[Path, os.stat_result, str, str
                 raise OSError(f"{path}: fetched {got} bytes from the store where {st.st_size} were published; "
                               "run the command again")
             os.utime(temp, ns=(st.st_mtime_ns, st.st_mtime_ns))
-            os.replace(temp, path)
+            held = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.replace(temp, path)
+                if os.fstat(held).st_nlink == 0:
+                    gone.append((st.st_dev, st.st_ino))
+            finally:
+                os.close(held)
     finally:
         for temp in temps:
             try:
                 os.unlink(temp)
             except FileNotFoundError:
                 pass
+    if gone:  # a freed inode number may be reused by a new file: its row must not outlive it
+        _conn(context).executemany("DELETE FROM placeholder WHERE dev = ? AND ino = ?", gone)
     _fetched += len(todo)
     logging.getLogger("bhds").debug("fetched %d placeholder(s), e.g. %s", len(todo), todo[0][0])
