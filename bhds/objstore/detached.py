@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from bhds import paths
 from bhds.objstore import lazy
-from bhds.objstore.manifest import Manifest, _load_record, _save_record, local_files, make_equal
+from bhds.objstore.manifest import Manifest, _load_record, _save_record, in_bucket, local_files, make_equal
 from bhds.paths import Layout
 
 if TYPE_CHECKING:
@@ -59,10 +59,19 @@ class Session:
         # Files this client uploaded for a snapshot: path -> (size, mtime_ns, key, etag); a publish lists
         # them as uploaded (not again) while unchanged.
         self.staged: dict[str, tuple[int, int, str, str]] = {}
-        self.read_folders: dict[Path, str] = {}
+        self.read_folders: dict[Path, str] = {}  # see `folder_of`
         self.snapshots: list[str] = []  # keys of the listings uploaded for workers, deleted at the end
         self.marker = paths.client_marker(layout, secrets.token_hex(8))
         self.index: lazy.Index | None = None
+
+
+    def folder_of(self, tree_dir: Path) -> str:
+        """The generation folder this run uploads into for `tree_dir`. A tree the command only reads
+        gets one of its own (never published: collected by that tree's next publish)."""
+        if tree_dir in self.folders:
+            return self.folders[tree_dir]
+        generation = self.bases[tree_dir].generation + 1 if tree_dir in self.bases else 1
+        return self.read_folders.setdefault(tree_dir, paths.store_generation_dir(generation, secrets.token_hex(4)))
 
 
 _session: Session | None = None
@@ -109,26 +118,20 @@ def snapshot(s: Session, access: StoreAccess | None) -> Snapshot:
     `access` is what the workers get (without keys: they use their own)."""
     listing: dict[str, dict[str, dict]] = {}
     uploads: list[tuple[Path, str, str, int, int]] = []  # (path, tree, full key, size, mtime)
-    folders = {paths.store_tree_name(s.layout, tree): folder for tree, folder in s.folders.items()}
     for tree_dir in s.trees:
         tree = paths.store_tree_name(s.layout, tree_dir)
         base = s.bases[tree_dir]
         record = _load_record(s.layout, tree)
         objects: dict[str, dict] = {}
-        for rel, (size, mtime) in local_files(tree_dir, tree).items():
+        for rel, stat in local_files(tree_dir, tree).items():
             path = tree_dir / rel
             obj, known = base.objects.get(rel), record["files"].get(rel)
-            if obj is not None and known is not None and known[0] == obj["etag"] and tuple(known[1:]) == (size, mtime):
-                objects[rel] = {**obj, "mtime_ns": mtime}
-            elif (held := lazy.placeholder_object(path)) is not None:
-                objects[rel] = {"key": held[0].removeprefix(paths.store_key(tree, "")), "etag": held[1], "size": size, "mtime_ns": mtime}
-            elif (staged := s.staged.get(str(path))) is not None and staged[:2] == (size, mtime):
-                objects[rel] = {"key": staged[2].removeprefix(paths.store_key(tree, "")), "etag": staged[3], "size": size, "mtime_ns": mtime}
+            if obj is not None and known is not None and known[0] == obj["etag"] and tuple(known[1:]) == stat:
+                objects[rel] = {**obj, "mtime_ns": stat[1]}
+            elif (found := in_bucket(tree, path, stat, s.staged)) is not None:
+                objects[rel] = found
             else:
-                # A tree the command only reads has no folder of the run: one of its own, collected by the tree's next publish.
-                folder = folders.get(tree) or s.read_folders.setdefault(tree_dir, paths.store_generation_dir(base.generation + 1,
-                                                                                                            secrets.token_hex(4)))
-                uploads.append((path, tree, paths.store_key(tree, f"{folder}/{rel}"), size, mtime))
+                uploads.append((path, tree, paths.store_key(tree, f"{s.folder_of(tree_dir)}/{rel}"), *stat))
                 objects[rel] = {}  # filled below
         listing[tree] = objects
     if uploads:
@@ -145,13 +148,12 @@ def snapshot(s: Session, access: StoreAccess | None) -> Snapshot:
     snap_id = hashlib.sha256(body + s.marker.name.encode()).hexdigest()[:16]
     # In the run's folder of `.bhds` (always written): a killed run's is collected with its uploads.
     state = s.layout.state_dir
-    folder = s.folders.get(state) or s.read_folders.setdefault(state, paths.store_generation_dir(
-        s.bases[state].generation + 1 if state in s.bases else 1, secrets.token_hex(4)))
-    key = paths.store_key(paths.store_tree_name(s.layout, state), f"{folder}/snapshot-{snap_id}.json")
+    key = paths.store_key(paths.store_tree_name(s.layout, state), f"{s.folder_of(state)}/snapshot-{snap_id}.json")
     if key not in s.snapshots:
         s.store.put(key, body)
         s.snapshots.append(key)
     assert s.store.url is not None
+    folders = {paths.store_tree_name(s.layout, tree): folder for tree, folder in s.folders.items()}
     return Snapshot(snap_id, key, str(s.layout.root), s.store.url, access, str(s.marker), folders, generations)
 
 
@@ -176,7 +178,7 @@ def apply(s: Session, outputs: Outputs) -> Any:
             storage.remove(Path(name))
     by_tree: dict[str, list[tuple[Path, str, str, int, int]]] = {}
     for name, key, etag, size, mtime in outputs.written:
-        tree = _tree_of(s.layout, [*s.trees], name)
+        tree = _tree_of(s.layout, s.trees, name)
         by_tree.setdefault(tree, []).append((Path(name), key, etag, size, mtime))
     assert s.index is not None
     for tree, items in by_tree.items():
@@ -289,14 +291,11 @@ def _upload(snap: Snapshot, written: list[str]) -> list[tuple[str, str, str, int
     items: list[tuple[str, str]] = []
     linked: list[tuple[str, str, str, int, int]] = []
     state = os.fspath(layout.state_dir) + os.sep
+    tree_dirs = [layout.root / tree for tree in snap.generations if layout.root / tree != layout.state_dir]
     for name in written:
         if name.startswith(state) and paths.store_skips(paths.store_tree_name(layout, layout.state_dir), name[len(state):]):
             continue  # the machine's own bookkeeping (link templates, locks)
-        tree = next((t for t in snap.generations if not name.startswith(state) and name.startswith(os.fspath(layout.root / t) + os.sep)),
-                    None)
-        if tree is None:
-            raise RuntimeError(f"a task wrote {name}, outside the trees this command publishes; run it without "
-                               "a remote scheduler and report this")
+        tree = _tree_of(layout, tree_dirs, name)
         rel = os.path.relpath(name, layout.root / tree).replace(os.sep, "/")
         # A staging tree is uploaded (the client swaps it in); temp files and partial downloads are not.
         if paths.TEMP_MARKER in rel or rel.endswith(paths.PART_SUFFIX) or not os.path.isfile(name):
@@ -310,11 +309,9 @@ def _upload(snap: Snapshot, written: list[str]) -> list[tuple[str, str, str, int
             linked.append((name, held[0], held[1], st.st_size, st.st_mtime_ns))
             continue
         items.append((name, paths.store_key(tree, f"{folder}/{rel}")))
-    out = linked
-    if not items:
-        return out
-    etags = open_store(snap.url, snap.access).put_files([(Path(name), key) for name, key in items])
-    for name, key in items:
-        st = os.stat(name)
-        out.append((name, key, etags[key], st.st_size, st.st_mtime_ns))
-    return out
+    if items:
+        etags = open_store(snap.url, snap.access).put_files([(Path(name), key) for name, key in items])
+        for name, key in items:
+            st = os.stat(name)
+            linked.append((name, key, etags[key], st.st_size, st.st_mtime_ns))
+    return linked

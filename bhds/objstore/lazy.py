@@ -145,17 +145,10 @@ class Index:
         from bhds.paths import temp_path
 
         token = secrets.token_hex(4)
-        made = 0
         rows = []
         renames = []
         for path, key, etag, size, mtime_ns in items:
             temp = temp_path(path, token)
-            if size == 0:  # nothing to fetch: the file itself
-                temp.parent.mkdir(parents=True, exist_ok=True)
-                temp.write_bytes(b"")
-                os.utime(temp, ns=(mtime_ns, mtime_ns))
-                renames.append((temp, path))
-                continue
             temp.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
             try:
@@ -164,15 +157,15 @@ class Index:
                 st = os.fstat(fd)
             finally:
                 os.close(fd)
-            rows.append((st.st_dev, st.st_ino, size, mtime_ns, key, etag, tree))
+            if size:  # an empty file is its object already: not indexed
+                rows.append((st.st_dev, st.st_ino, size, mtime_ns, key, etag, tree))
             renames.append((temp, path))
         with self.conn:
             self.conn.execute("BEGIN IMMEDIATE")
             self.conn.executemany("INSERT OR REPLACE INTO placeholder VALUES (?, ?, ?, ?, ?, ?, ?, NULL)", rows)
         for temp, path in renames:
             os.replace(temp, path)
-            made += 1
-        return made
+        return len(renames)
 
     def forget_except(self, tree: str, live: set[tuple[int, int]]) -> None:
         """Drop `tree`'s entries of inodes no longer in it (a sync passes every inode it walked)."""
@@ -188,27 +181,36 @@ class Index:
 
     def holds(self, path: Path) -> bool:
         """Whether `path` is a placeholder now."""
-        try:
-            st = os.stat(path)
-        except OSError:
-            return False
-        row = self.conn.execute("SELECT size, mtime_ns FROM placeholder WHERE dev = ? AND ino = ?", (st.st_dev, st.st_ino)).fetchone()
-        return row is not None and (row[0], row[1]) == (st.st_size, st.st_mtime_ns)
+        return _lookup(self.conn, path, "etag") is not None
 
     def count(self) -> int:
         return self.conn.execute("SELECT count(*) FROM placeholder").fetchone()[0]
 
 
-def _entry(context: LazyContext, path: Path | str) -> tuple[os.stat_result, str, str] | None:
+def _lookup(conn: sqlite3.Connection, path: Path | str, columns: str) -> tuple[os.stat_result, tuple] | None:
+    """(stat, the row's `columns`) when `path` is a placeholder now, else None: its inode is indexed
+    and still has the size and mtime it was made with."""
     try:
         st = os.stat(path)
     except OSError:
         return None  # the caller's own read names the problem
-    row = _conn(context).execute("SELECT size, mtime_ns, key, etag FROM placeholder WHERE dev = ? AND ino = ?",
-                          (st.st_dev, st.st_ino)).fetchone()
+    row = conn.execute(f"SELECT size, mtime_ns, {columns} FROM placeholder WHERE dev = ? AND ino = ?", (st.st_dev, st.st_ino)).fetchone()
     if row is None or (row[0], row[1]) != (st.st_size, st.st_mtime_ns):
         return None  # a real file (or one rewritten since it was a placeholder)
-    return st, row[2], row[3]
+    return st, row[2:]
+
+
+def _entry(context: LazyContext, path: Path | str) -> tuple[os.stat_result, str, str] | None:
+    """(stat, key, ETag) of the placeholder `path`; None for any other file."""
+    found = _lookup(_conn(context), path, "key, etag")
+    return None if found is None else (found[0], *found[1])
+
+
+def _gone(path: Path | str, exc: FileNotFoundError) -> OSError:
+    # Not "no such file" to the caller (which may take a missing file for "not built yet"): the
+    # object went away (a newer generation published, the old one collected).
+    return OSError(f"{path}: its object is gone from the store ({exc}); a newer generation was "
+                   "published meanwhile: run the command again")
 
 
 PARQUET_MAGIC = b"PAR1"
@@ -224,23 +226,15 @@ def parquet_footer(path: Path | str) -> bytes | None | object:
     placeholder answers from one ranged read of its object's tail, kept in the index, and stays one.
     """
     context = current()
-    if context is None:
+    found = None if context is None else _lookup(_conn(context), path, "key, footer")
+    if found is None:
         return NOT_A_PLACEHOLDER
-    try:
-        st = os.stat(path)
-    except OSError:
-        return NOT_A_PLACEHOLDER
-    row = _conn(context).execute("SELECT size, mtime_ns, key, footer FROM placeholder WHERE dev = ? AND ino = ?",
-                          (st.st_dev, st.st_ino)).fetchone()
-    if row is None or (row[0], row[1]) != (st.st_size, st.st_mtime_ns):
-        return NOT_A_PLACEHOLDER
-    size, _, key, footer = row
+    st, (key, footer) = found
     if footer is None:
         try:
-            footer = _read_footer(_store(context), key, size)
-        except FileNotFoundError as exc:  # as in `_fetch`: never "no such file" to the caller
-            raise OSError(f"{path}: its object is gone from the store ({exc}); a newer generation was "
-                          "published meanwhile: run the command again") from None
+            footer = _read_footer(_store(context), key, st.st_size)
+        except FileNotFoundError as exc:
+            raise _gone(path, exc) from None
         _conn(context).execute("UPDATE placeholder SET footer = ? WHERE dev = ? AND ino = ?", (footer, st.st_dev, st.st_ino))
     return footer or None
 
@@ -267,11 +261,6 @@ def placeholder_object(path: Path | str) -> tuple[str, str] | None:
         return None
     found = _entry(context, path)
     return None if found is None else (found[1], found[2])
-
-
-def is_placeholder(path: Path | str) -> bool:
-    context = current()
-    return context is not None and _entry(context, path) is not None
 
 
 def ensure_local(path: Path | str) -> None:
@@ -335,10 +324,7 @@ def _fetch(context: LazyContext, todo: list[tuple[Path, os.stat_result, str, str
         try:
             _store(context).get_files([(key, temp) for (_, _, key, _), temp in zip(todo, temps, strict=True)])
         except FileNotFoundError as exc:
-            # Not "no such file" to the caller (which may take a missing file for "not built yet"):
-            # the object went away (a newer generation published, the old one collected).
-            raise OSError(f"{todo[0][0]}: its object is gone from the store ({exc}); a newer generation was "
-                          "published meanwhile: run the command again") from None
+            raise _gone(todo[0][0], exc) from None
         for (path, st, _, _), temp in zip(todo, temps, strict=True):
             got = os.stat(temp).st_size
             if got != st.st_size:

@@ -212,17 +212,15 @@ def make_equal(store: ObjectStore, layout: Layout, tree_dir: Path, objects: dict
     if placeholders is not None and placeholders.making:
         deferred = [rel for rel in fetch if objects[rel]["size"] >= lazy.MIN_LAZY_BYTES]
         fetch = [rel for rel in fetch if objects[rel]["size"] < lazy.MIN_LAZY_BYTES]
-        now = time.time_ns()  # for a manifest from before `mtime_ns`: a fetch would have given the fetch time
-        placeholders.make(tree, [(tree_dir / rel, paths.store_key(tree, objects[rel]["key"]), objects[rel]["etag"],
-                                  objects[rel]["size"], objects[rel].get("mtime_ns", now)) for rel in deferred])
         for rel in deferred:
             _drop_sqlite_sides(tree_dir / rel)
         # A placeholder's mtime is part of what marks it: re-timing one is making it again.
         again = [rel for rel in retime if placeholders.holds(tree_dir / rel)]
-        placeholders.make(tree, [(tree_dir / rel, paths.store_key(tree, objects[rel]["key"]), objects[rel]["etag"],
-                                  objects[rel]["size"], objects[rel]["mtime_ns"]) for rel in again])
         retime = [rel for rel in retime if rel not in set(again)]
         deferred += again
+        now = time.time_ns()  # for a manifest from before `mtime_ns`: a fetch would have given the fetch time
+        placeholders.make(tree, [(tree_dir / rel, paths.store_key(tree, objects[rel]["key"]), objects[rel]["etag"],
+                                  objects[rel]["size"], objects[rel].get("mtime_ns", now)) for rel in deferred])
     token = secrets.token_hex(4)
     temps = {rel: paths.temp_path(tree_dir / rel, token) for rel in fetch}
     for temp in temps.values():
@@ -265,8 +263,6 @@ def make_equal(store: ObjectStore, layout: Layout, tree_dir: Path, objects: dict
     return files, (len(fetch), len(deferred), len(stale), len(retime))
 
 
-
-
 def _prune_empty(top: Path, folder: Path) -> None:
     """Remove folders emptied by a sync (an object store has no empty folders, so neither has a synced copy)."""
     while folder != top and folder.is_relative_to(top):
@@ -275,6 +271,21 @@ def _prune_empty(top: Path, folder: Path) -> None:
         except OSError:
             return
         folder = folder.parent
+
+
+def in_bucket(tree: str, path: Path, stat: tuple[int, int], staged: Mapping[str, tuple[int, int, str, str]] | None
+              ) -> dict | None:
+    """The manifest entry of a file of `tree` whose bytes are in the bucket already, though not as
+    what the run synced: a placeholder (a worker's upload, or one whose sync record was lost; never
+    read, its bytes here are zeros) or a file `staged` by this run (path -> (size, mtime_ns, key,
+    ETag)) and unchanged since. None for any other file."""
+    if (held := lazy.placeholder_object(path)) is not None:
+        key, etag = held
+    elif staged and (hit := staged.get(os.fspath(path))) is not None and hit[:2] == stat:
+        key, etag = hit[2:]
+    else:
+        return None
+    return {"key": key.removeprefix(paths.store_key(tree, "")), "etag": etag, "size": stat[0], "mtime_ns": stat[1]}
 
 
 def publish(store: ObjectStore, layout: Layout, tree_dir: Path, base: Manifest,
@@ -300,16 +311,11 @@ def publish(store: ObjectStore, layout: Layout, tree_dir: Path, base: Manifest,
             # than the writer's must not make a generation). A manifest from before `mtime_ns` gains
             # this one with the next generation that changes anything else.
             keep[rel] = obj if "mtime_ns" in obj else {**obj, "mtime_ns": stat[1]}
-        elif (held := lazy.placeholder_object(tree_dir / rel)) is not None:
-            # A worker's upload (or a placeholder whose sync record was lost): never read (its bytes
-            # here are zeros), listed under the key that holds them.
-            key = held[0].removeprefix(paths.store_key(tree, ""))
-            if obj is not None and obj["key"] == key:
+        elif (found := in_bucket(tree, tree_dir / rel, stat, staged)) is not None:
+            if obj is not None and obj["key"] == found["key"]:
                 keep[rel] = {**obj, "mtime_ns": stat[1]}
             else:
-                placed[rel] = {"key": key, "etag": held[1], "size": stat[0], "mtime_ns": stat[1]}
-        elif staged and (hit := staged.get(os.fspath(tree_dir / rel))) is not None and hit[:2] == stat:
-            placed[rel] = {"key": hit[2].removeprefix(paths.store_key(tree, "")), "etag": hit[3], "size": stat[0], "mtime_ns": stat[1]}
+                placed[rel] = found
         elif obj is not None and "-" not in obj["etag"] and obj["size"] == stat[0] and _md5(tree_dir / rel) == obj["etag"]:
             keep[rel] = {**obj, "mtime_ns": stat[1]}  # rewritten with the same bytes: only its mtime is new
         else:
