@@ -269,7 +269,8 @@ def _make_copy(snap: Snapshot, layout: Layout) -> None:
     store = open_store(snap.url, snap.access)
     found = store.read(snap.key)
     if found is None:
-        raise RuntimeError(f"the listing {snap.key} of this run is gone from the store (the run ended?)")
+        raise RuntimeError(f"the listing {snap.key} of this run is gone from the store (the run ended?): "
+                           "run the command again")
     for tree, objects in json.loads(found[0]).items():
         tree_dir = layout.root / tree
         if not paths.sync_record(layout, tree).exists() and not (tree_dir.exists() and any(tree_dir.iterdir())):
@@ -302,7 +303,8 @@ def _upload(snap: Snapshot, written: list[str]) -> list[tuple[str, str, str, int
             continue
         folder = snap.folders.get(tree)
         if folder is None:
-            raise RuntimeError(f"a task wrote {name} in {tree}, a tree this command only reads")
+            raise RuntimeError(f"a task wrote {name} in {tree}, a tree this command only reads: run it without a "
+                               "remote scheduler and report this")
         held = lazy.placeholder_object(name)
         if held is not None:  # a link to a placeholder (a carried-over file): its bytes are that object's
             st = os.stat(name)
